@@ -10,8 +10,8 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 # %% auto #0
-__all__ = ['ASSETS', 'Dist', 'Asset', 'cache_dir', 'AssetError', 'sha256_file', 'download_dist', 'asset_path', 'get_asset',
-           'fetch']
+__all__ = ['ASSETS', 'Dist', 'Asset', 'cache_dir', 'ClvqError', 'AssetError', 'sha256_file', 'download_dist', 'asset_path',
+           'get_asset', 'fetch']
 
 # %% ../nbs/00_assets.ipynb #1912ba4f
 @dataclass(frozen=True)
@@ -63,8 +63,11 @@ def cache_dir() -> Path:
     return Path(os.environ.get('CLVQ_CACHE') or user_cache_dir('clvq_nb')).expanduser()
 
 # %% ../nbs/00_assets.ipynb #80dce2a8
-class AssetError(RuntimeError):
-    "An asset could not be fetched or verified; the message says why and what to do."
+class ClvqError(Exception):
+    "A user-facing error: its message names the problem and the fix, and the command line prints it as one line."
+
+class AssetError(ClvqError):
+    "An asset could not be fetched or verified."
 
 def sha256_file(path:Path) -> str:
     "Hex sha256 of a file, read in 1 MiB blocks."
