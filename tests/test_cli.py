@@ -1,0 +1,68 @@
+"The `clvq` console script end to end: a tiny pipeline, its error paths, and resuming after Ctrl-C."
+import json, math, os, signal, subprocess, sys, time
+from pathlib import Path
+import pytest
+
+ENV = {**os.environ, 'TOKENIZERS_PARALLELISM': 'false', 'OMP_NUM_THREADS': '2', 'PYTHONUNBUFFERED': '1'}
+TINY = ['--no-finetune', '--limit', '60', '--layers', '2', '4']
+
+def clvq(*args, check=True):
+    "Run the installed console script; return the completed process."
+    r = subprocess.run(['clvq', *map(str, args)], capture_output=True, text=True, env=ENV, timeout=900)
+    if check: assert r.returncode == 0, r.stderr[-3000:]
+    return r
+
+@pytest.fixture(scope='module')
+def extracted(tmp_path_factory):
+    out = tmp_path_factory.mktemp('run')
+    clvq('extract', '--out', out, *TINY)
+    return out
+
+def test_extract_writes_stores(extracted):
+    summary = json.loads((extracted/'extract.json').read_text())
+    assert summary['layers'] == [2, 4]
+    for split in ('train', 'test'):
+        meta = json.loads((extracted/'stores'/split/'metadata.json').read_text())
+        assert meta['layers'] == [2, 4] and summary['stores'][split]['texts'] == 60
+        assert summary['stores'][split]['words'] > 60 * 5
+
+def test_train_end_to_end(extracted):
+    r = clvq('train', '--out', extracted, '--epochs', '2', '--codes', '16')
+    metrics = json.loads((extracted/'run'/'metrics.json').read_text())
+    assert metrics['epochs'] == 2 and math.isfinite(metrics['validation']['fvu']) and metrics['validation']['num_codes'] == 16
+    assert set(metrics['bottleneck']) == {'real', 'shuffled', 'no_memory'}
+    assert metrics['best_epoch'] in (1, 2) and r.stdout.count('\nepoch ') + r.stdout.startswith('epoch ') == 2
+
+def test_resume_after_interrupt(extracted):
+    out = extracted/'resume'; out.mkdir()
+    (out/'stores').symlink_to(extracted/'stores')
+    args = ['clvq', 'train', '--out', out, '--epochs', '40', '--codes', '16']
+    p = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    latest, t = out/'run'/'latest.json', time.time()
+    while not latest.exists() and time.time() - t < 600 and p.poll() is None: time.sleep(0.2)
+    assert latest.exists(), p.communicate()[1][-2000:]
+    p.send_signal(signal.SIGINT); _, err = p.communicate(timeout=120)
+    assert p.returncode == 130 and 'run the same command again to resume' in err, err[-2000:]
+    done = json.loads(latest.read_text())['epoch']
+    r = clvq('train', '--out', out, '--epochs', str(done + 2), '--codes', '16', check=False)
+    assert r.returncode == 2 and 'holds a run with other settings' in r.stderr   # a different run is refused...
+    p2 = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    t = time.time()
+    while time.time() - t < 600 and p2.poll() is None:
+        if json.loads(latest.read_text())['epoch'] > done: break
+        time.sleep(0.2)
+    p2.send_signal(signal.SIGINT); out2, _ = p2.communicate(timeout=120)
+    assert f'resuming {out/"run"} after epoch {done + 1}' in out2, out2[-2000:]   # ...the same run picks up where it stopped
+
+@pytest.mark.parametrize('args, message', [
+    (['extract', '--model', 'no-such-model-xyz'], 'no-such-model-xyz'),
+    (['extract', '--task', 'sentimnt'], "unknown task 'sentimnt'"),
+    (['extract', '--task', 'file', '--data', '/nonexistent/data.csv'], '/nonexistent/data.csv'),
+    (['extract', '--layers', '2', '9', '--no-finetune', '--limit', '4'], 'layer'),
+    (['train'], 'run `clvq extract --out'),
+])
+def test_errors_are_one_line(tmp_path, args, message):
+    r = clvq(*args[:1], '--out', tmp_path, *args[1:], check=False)
+    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
+    lines = r.stderr.strip().splitlines()
+    assert lines[-1].startswith('clvq: error:') and message in lines[-1] and 'Traceback' not in r.stderr, r.stderr[-2000:]
