@@ -166,6 +166,7 @@ class ConceptMethod(Protocol):
     name:str # shown in tables and figures
     codebook:torch.Tensor # (K, d) all its concept vectors
     def concept_vectors(self, word_vectors:torch.Tensor) -> torch.Tensor: ... # (N, d) → (N, d): the concept of each word
+    def codes(self, word_vectors:torch.Tensor) -> torch.Tensor: ... # (N, d) → (N,): the concept id of each word
 
 # %% ../nbs/10_faithfulness.ipynb #26e97484
 class CLVQConcepts:
