@@ -10,8 +10,8 @@ from pathlib import Path
 from platformdirs import user_cache_dir
 
 # %% auto #0
-__all__ = ['ASSETS', 'Dist', 'Asset', 'cache_dir', 'ClvqError', 'AssetError', 'sha256_file', 'download_dist', 'asset_path',
-           'get_asset', 'fetch']
+__all__ = ['ASSETS', 'Dist', 'Asset', 'cache_dir', 'write_atomic', 'ClvqError', 'AssetError', 'sha256_file', 'download_dist',
+           'asset_path', 'get_asset', 'fetch']
 
 # %% ../nbs/00_assets.ipynb #1912ba4f
 @dataclass(frozen=True)
@@ -61,6 +61,16 @@ ASSETS = {a.name: a for a in [
 def cache_dir() -> Path:
     "The workbook's cache folder: `$CLVQ_CACHE` if set, else the user's cache dir."
     return Path(os.environ.get('CLVQ_CACHE') or user_cache_dir('clvq_nb')).expanduser()
+
+# %% ../nbs/00_assets.ipynb #c3ee9c1c
+def write_atomic(path:str|Path, # the file to (over)write
+                 data:str|bytes, # its whole content
+                ) -> Path:
+    "Write `data` to `path` atomically: a temporary file beside it, then `os.replace`."
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data); os.replace(tmp, path)
+    return path
 
 # %% ../nbs/00_assets.ipynb #80dce2a8
 class ClvqError(Exception):

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from sklearn.model_selection import StratifiedKFold
 from fastcore.basics import patch
+from tqdm.auto import tqdm
 from .assets import ClvqError
 from .models import default_device, max_tokens
 from .extract import encode_words, plan_words, token_rows
@@ -131,6 +132,7 @@ def word_attributions(model, # a fine-tuned `*ForSequenceClassification` model
                       batch_size:int=8, # texts per pass (each pass holds steps × batch_size sequences)
                       baseline:str='pad', # 'pad' or 'zero', see `integrated_gradients`
                       max_length:int|None=None, # tokens per text; None: the model's limit (as `extract`)
+                      progress:bool=True, # show a progress bar
                      ) -> WordAttributions:
     "Integrated Gradients of the predicted class at hidden state `layer`, summed over subwords to the store's kept words."
     words, dev = [t.split() for t in texts], next(model.parameters()).device
@@ -138,7 +140,7 @@ def word_attributions(model, # a fine-tuned `*ForSequenceClassification` model
     plan = plan_words(tokenizer, words, max_length); offsets = np.r_[0, np.cumsum(plan['n_kept'])]
     scores, preds, gap = np.zeros(offsets[-1], np.float32), np.zeros(len(words), np.int64), np.zeros(len(words), np.float32)
     order = np.argsort(plan['n_tokens'], kind='stable'); model.eval()
-    for s in range(0, len(order), batch_size):
+    for s in tqdm(range(0, len(order), batch_size), desc='saliency (Integrated Gradients)', leave=False, disable=not progress):
         idx = order[s:s + batch_size]
         enc, tw, pos = encode_words(tokenizer, [words[i] for i in idx], max_length)
         inputs = {k: torch.as_tensor(enc[k], device=dev) for k in ('input_ids', 'attention_mask')}
