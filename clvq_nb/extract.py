@@ -16,8 +16,9 @@ from .models import is_decoder_only, max_tokens
 
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'token_words', 'encode_words', 'plan_words', 'token_rows', 'aggregate', 'sentence_positions',
-           'has_classifier', 'forward', 'VectorFile', 'model_identity', 'data_sha', 'fingerprint', 'fingerprint_diff',
-           'check_layers', 'check_data', 'plan_batches', 'truncation_report', 'extract', 'ActivationStore']
+           'has_classifier', 'forward', 'VectorFile', 'tokenizer_sha', 'model_identity', 'data_sha', 'fingerprint',
+           'fingerprint_diff', 'check_layers', 'check_data', 'plan_batches', 'truncation_report', 'extract',
+           'ActivationStore']
 
 # %% ../nbs/03_extract.ipynb #2ea8b57f
 def token_words(offsets:np.ndarray, # (B, T, 2) character span of each token in its text
@@ -155,13 +156,18 @@ def _sha(*parts) -> str:
     for p in parts: h.update(p if isinstance(p, bytes) else str(p).encode())
     return h.hexdigest()[:16]
 
+def tokenizer_sha(tokenizer) -> str:
+    "Hash of the tokenizer's vocabulary and pipeline, without the truncation and padding state that each call leaves behind."
+    spec = json.loads(tokenizer.backend_tokenizer.to_str()); spec.pop('truncation', None); spec.pop('padding', None)
+    return _sha(json.dumps(spec, sort_keys=True))
+
 def model_identity(model, tokenizer) -> dict:
     "The model's name and class, and hashes that change with its config, its weights or its tokenizer."
     cfg = {k: v for k, v in model.config.to_dict().items() if k not in ('_name_or_path', 'transformers_version')}
     weights = (f'{k}{tuple(v.shape)}'.encode() + v.detach().reshape(-1)[::max(1, v.numel() // 64)][:64].float().cpu().numpy().tobytes()
                for k, v in model.state_dict().items())
     return dict(name=str(model.config.name_or_path), cls=type(model).__name__, config_sha=_sha(json.dumps(cfg, sort_keys=True, default=str)),
-                weights_sha=_sha(*weights), tokenizer_sha=_sha(tokenizer.backend_tokenizer.to_str()))
+                weights_sha=_sha(*weights), tokenizer_sha=tokenizer_sha(tokenizer))
 
 def data_sha(data:datasets.Dataset, columns:list) -> str:
     "Hash of the given columns of a dataset, read in chunks."

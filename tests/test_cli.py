@@ -1,4 +1,4 @@
-"The `clvq` console script end to end: a tiny pipeline, its error paths, and resuming after Ctrl-C."
+"The `clvq` console script end to end: a tiny pipeline, `clvq run` and its report, its error paths, and resuming after Ctrl-C."
 import json, math, os, signal, subprocess, sys, time
 from pathlib import Path
 import pytest
@@ -54,7 +54,54 @@ def test_resume_after_interrupt(extracted):
     p2.send_signal(signal.SIGINT); out2, _ = p2.communicate(timeout=120)
     assert f'resuming {out/"run"} after epoch {done + 1}' in out2, out2[-2000:]   # ...the same run picks up where it stopped
 
+RUN = ['--limit', '80', '--set', 'classifier.max_train=300', '--epochs', '2', '--codes', '16', '--folds', '4',
+       '--ig-steps', '8', '--clouds', '3', '--grid', '1']
+
+@pytest.fixture(scope='module')
+def ran(tmp_path_factory):
+    out = tmp_path_factory.mktemp('run')
+    r = clvq('run', '--out', out, *RUN)
+    return out, r
+
+def test_run_writes_everything(ran):
+    out, r = ran
+    m = json.loads((out/'metrics.json').read_text())
+    for key in ('reconstruction.fvu', 'reconstruction.mse', 'codebook.perplexity', 'codebook.used_fraction', 'codebook.dead_codes',
+                'bottleneck.real', 'bottleneck.shuffled', 'bottleneck.no_memory'):
+        section, name = key.split('.'); assert math.isfinite(m[section][name]), key
+    for cond in ('original', 'perturbed', 'random'): assert set(m['faithfulness'][cond]) == {'mean', 'std'}
+    assert set(m['timing']) == {'finetune', 'extract', 'train', 'evaluate', 'report'}
+    assert m['config']['pipeline']['limit'] == 80 and m['config']['train']['model']['num_codes'] == 16
+    assert (out/'history.csv').exists() and (out/'run'/'best.safetensors').exists() and len(list((out/'clouds').glob('*.png'))) == 3
+    concepts = (out/'concepts.csv').read_text(); assert concepts.count('\n') > 3
+    html = (out/'report.html').read_text()
+    assert 'src="http' not in html and '<script src=' not in html, 'the report must open offline'
+    assert html.count('class="plotly-graph-div"') >= 3 and html.count('data:image/png;base64,') >= 3 + 4
+    assert 'report:' in r.stdout and 'probe accuracy: original' in r.stdout
+
+def test_run_again_reuses_every_cache(ran):
+    out, _ = ran
+    before = (out/'history.csv').read_text(), (out/'eval'/'saliency-layer4-steps8.json').stat().st_mtime
+    r = clvq('run', '--out', out, *RUN)
+    assert (out/'history.csv').read_text() == before[0] and (out/'eval'/'saliency-layer4-steps8.json').stat().st_mtime == before[1]
+    assert 'epoch   1' not in r.stdout   # no training epoch ran again
+
+def test_bad_config_file_key(tmp_path):
+    (tmp_path/'c.yaml').write_text('modle: minilm\n')
+    r = clvq('run', '--config', tmp_path/'c.yaml', '--out', tmp_path, check=False)
+    assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("clvq: error: unknown setting(s) ['modle']"), r.stderr
+
+def test_config_file_and_flags(tmp_path):
+    (tmp_path/'c.toml').write_text('limit = 5\nfinetune = false\nlayers = [2, 4]\n[train]\nmax_epochs = 9\n')
+    clvq('extract', '--config', tmp_path/'c.toml', '--out', tmp_path/'o', '--limit', '4')
+    assert json.loads((tmp_path/'o'/'config.json').read_text())['limit'] == 4   # the flag beats the file
+    assert json.loads((tmp_path/'o'/'extract.json').read_text())['stores']['train']['texts'] == 4
+
 @pytest.mark.parametrize('args, message', [
+    (['run', '--config', '/nonexistent/c.toml'], '/nonexistent/c.toml does not exist'),
+    (['run', '--set', 'train.lr=fast'], "train.lr = 'fast'"),
+    (['run', '--set', 'clvq.num_code=8'], 'num_code'),
+    (['evaluate'], 'holds no finished run'),
     (['extract', '--model', 'no-such-model-xyz'], 'no-such-model-xyz'),
     (['extract', '--task', 'sentimnt'], "unknown task 'sentimnt'"),
     (['extract', '--task', 'file', '--data', '/nonexistent/data.csv'], '/nonexistent/data.csv'),
