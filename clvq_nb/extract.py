@@ -6,7 +6,9 @@
 from __future__ import annotations
 import hashlib, json, mmap, os, shutil, tempfile, time
 from pathlib import Path
+from typing import Callable
 import numpy as np, pyarrow as pa, torch, datasets
+import torch.distributed as dist
 from datasets.arrow_writer import ArrowWriter
 from fastcore.basics import patch
 from tqdm.auto import tqdm
@@ -17,7 +19,8 @@ from .models import is_decoder_only, max_tokens
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'token_words', 'encode_words', 'plan_words', 'token_rows', 'aggregate', 'sentence_positions',
            'has_classifier', 'forward', 'VectorFile', 'tokenizer_sha', 'model_identity', 'data_sha', 'fingerprint',
-           'fingerprint_diff', 'check_layers', 'check_data', 'plan_batches', 'truncation_report', 'extract',
+           'fingerprint_diff', 'check_layers', 'check_data', 'plan_batches', 'rank_world', 'init_distributed',
+           'all_reduce_sum', 'broadcast_tensor', 'broadcast_object', 'on_rank0', 'truncation_report', 'extract',
            'ActivationStore']
 
 # %% ../nbs/03_extract.ipynb #2ea8b57f
@@ -144,6 +147,12 @@ class VectorFile:
         with open(hole, 'rb') as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as body:
             self.body_at = _lay_out(path, name, body, n, d, self.dtype)
         hole.unlink(); self.f = open(path, 'r+b')
+    @classmethod
+    def reopen(cls, path:Path, body_at:int, d:int, dtype:str='float16') -> VectorFile:
+        "Open a file that another process laid out (its `body_at` is sent over) to write rows into it."
+        self = cls.__new__(cls); self.dtype = np.dtype(dtype); self.row_bytes = d * self.dtype.itemsize
+        self.body_at, self.f = body_at, open(path, 'r+b')
+        return self
     def write(self, row:int, x:np.ndarray):
         "Write vectors `x` (k, d) at rows row … row+k-1."
         self.f.seek(self.body_at + row * self.row_bytes); self.f.write(np.ascontiguousarray(x, self.dtype).data)
@@ -225,6 +234,55 @@ def plan_batches(lengths:np.ndarray, batch_size:int=64, batch_tokens:int=4096) -
         batches.append(order[i:i + n]); i += n
     return batches
 
+# %% ../nbs/03_extract.ipynb #dfb02f7a
+def rank_world() -> tuple[int, int]:
+    "This process's rank and the number of processes: (0, 1) unless a `torch.distributed` process group is running."
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
+
+def init_distributed() -> tuple[int, int]:
+    "Join the process group that `torchrun` or `accelerate launch` describe in the environment, once; return (rank, world)."
+    if int(os.environ.get('WORLD_SIZE', 1)) > 1 and not dist.is_initialized():
+        from accelerate import PartialState
+        PartialState(cpu=not torch.cuda.is_available())  # gloo on CPU; NCCL on GPUs, each process on its own GPU
+    return rank_world()
+
+# %% ../nbs/03_extract.ipynb #a720e08f
+def _collective_device() -> torch.device:
+    "Where the backend needs tensors: this process's GPU for NCCL, the CPU for gloo."
+    return torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
+
+def all_reduce_sum(t:torch.Tensor) -> torch.Tensor:
+    "The sum of `t` over all processes (`t` itself, summed in place, when it lives where the backend needs it)."
+    if rank_world()[1] == 1: return t
+    buf = t.to(_collective_device()); dist.all_reduce(buf)
+    return buf.to(t.device)
+
+def broadcast_tensor(t:torch.Tensor, src:int=0) -> torch.Tensor:
+    "Rank `src`'s `t` on every process (same shape and dtype everywhere)."
+    if rank_world()[1] == 1: return t
+    buf = t.to(_collective_device()); dist.broadcast(buf, src)
+    return buf.to(t.device)
+
+def broadcast_object(obj, src:int=0):
+    "Rank `src`'s `obj` (anything picklable) on every process."
+    if rank_world()[1] == 1: return obj
+    box = [obj]; dist.broadcast_object_list(box, src)
+    return box[0]
+
+# %% ../nbs/03_extract.ipynb #fbfc305a
+def on_rank0(fn:Callable, *args, **kwargs):
+    "`fn(*args, **kwargs)` run on rank 0 only, its result given to every process; its errors are raised everywhere."
+    rank, world = rank_world()
+    if world == 1: return fn(*args, **kwargs)
+    result = error = None
+    if rank == 0:
+        try: result = fn(*args, **kwargs)
+        except Exception as e: error = e
+    result, msg = broadcast_object((result, None if error is None else (isinstance(error, ClvqError), str(error))))
+    if error is not None: raise error
+    if msg: raise (ClvqError if msg[0] else RuntimeError)(msg[1] if msg[0] else f"rank 0 failed: {msg[1]}")
+    return result
+
 # %% ../nbs/03_extract.ipynb #b5aa022a
 def _plan_corpus(folder:Path, tokenizer, data, text_col:str, max_length:int, chunk:int=256) -> dict:
     "First pass: split and tokenize every text, write the kept words to words.arrow; per-text counts."
@@ -241,13 +299,21 @@ def _plan_corpus(folder:Path, tokenizer, data, text_col:str, max_length:int, chu
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 # %% ../nbs/03_extract.ipynb #c7ef8174
+def _vector_files(folder:Path, plan:dict, layers:list, d:int|None, dtype:str) -> tuple[dict, int]:
+    "The store's vector files, laid out by rank 0 for width `d` and opened for writing by every process; and `d`."
+    files = {(kind, l): VectorFile(folder/kind/f'layer_{l}.arrow', f'layer_{l}', n, d, dtype) for kind, n in
+             (('word_vectors', plan['n_kept'].sum()), ('sentence_vectors', len(plan['n_kept']))) for l in layers} if rank_world()[0] == 0 else {}
+    d, body_at = broadcast_object((d, {k: f.body_at for k, f in files.items()}))
+    return files or {(kind, l): VectorFile.reopen(folder/kind/f'layer_{l}.arrow', at, d, dtype) for (kind, l), at in body_at.items()}, d
+
 def _write_vectors(folder:Path, model, tokenizer, data, plan:dict, layers:list, aggregation:str, dtype:str,
                    batch_size:int, batch_tokens:int, text_col:str, max_length:int, verbose:bool) -> tuple:
-    "Second pass: forward the batches, write word and sentence vectors; return predicted labels (-1 without a classifier) and width."
+    "Second pass: forward this process's batches, write word and sentence vectors; return predicted labels (-1 without a classifier) and width."
     decoder_only, preds, files = is_decoder_only(model.config), np.full(len(data), -1), None
-    offsets, todt = np.cumsum(plan['n_kept']) - plan['n_kept'], getattr(torch, dtype)
-    bar, t0, done = tqdm(total=len(data), unit='text', disable=not verbose), time.perf_counter(), 0
-    for idx in plan_batches(np.minimum(plan['n_tokens'], max_length), batch_size, batch_tokens):
+    offsets, todt, (rank, world) = np.cumsum(plan['n_kept']) - plan['n_kept'], getattr(torch, dtype), rank_world()
+    mine = plan_batches(np.minimum(plan['n_tokens'], max_length), batch_size, batch_tokens)[rank::world]
+    bar, t0, done = tqdm(total=sum(map(len, mine)), unit='text', disable=not verbose), time.perf_counter(), 0
+    for idx in mine:
         enc, tw, pos = encode_words(tokenizer, [t.split() for t in data[idx][text_col]], max_length)
         rows = token_rows(tw, pos, plan['use'][idx])
         hidden, mask, pred = forward(model, enc, layers, decoder_only)
@@ -255,13 +321,14 @@ def _write_vectors(folder:Path, model, tokenizer, data, plan:dict, layers:list, 
         sv = hidden[:, torch.arange(len(idx)), sentence_positions(mask, decoder_only)].to(todt)
         if not (wv.isfinite().all() and sv.isfinite().all()): raise ClvqError(f"activations overflow {dtype}: extract with dtype='float32'")
         if pred is not None: preds[idx] = pred.cpu().numpy()
-        files = files or {(kind, l): VectorFile(folder/kind/f'layer_{l}.arrow', f'layer_{l}', n, hidden.shape[-1], dtype)
-                          for kind, n in (('word_vectors', plan['n_kept'].sum()), ('sentence_vectors', len(data))) for l in layers}
+        if files is None: files, d = _vector_files(folder, plan, layers, hidden.shape[-1], dtype)
         _write_rows(files, layers, idx, offsets[idx], plan['n_kept'][idx], wv.cpu().numpy(), sv.cpu().numpy())
         done += plan['n_kept'][idx].sum(); bar.update(len(idx))
         bar.set_postfix_str(f'{done / (time.perf_counter() - t0):,.0f} words/s', refresh=False)
+    if files is None: files, d = _vector_files(folder, plan, layers, None, dtype)  # a process with no batch still opens them
     bar.close(); [f.close() for f in files.values()]
-    return preds, hidden.shape[-1]
+    if world > 1: preds = all_reduce_sum(torch.from_numpy(preds + 1)).numpy() - 1
+    return preds, d
 
 def _write_rows(files:dict, layers:list, idx, starts, counts, wv:np.ndarray, sv:np.ndarray):
     "Write a batch's word vectors (L, R, d) and sentence vectors (L, B, d) at their rows in the store."
@@ -290,10 +357,21 @@ def truncation_report(plan:dict, max_length:int) -> dict:
                 words_without_tokens=int(plan['no_token'].sum()), words_kept=int(plan['n_kept'].sum()))
 
 # %% ../nbs/03_extract.ipynb #c501a0bb
+def _write_metadata(folder:Path, model, data, fp:dict, plan:dict, preds:np.ndarray, d:int, label_col:str|None, text_col:str, t0:float) -> dict:
+    "Write sentences.arrow, then metadata.json (which marks the store complete); return the metadata."
+    _write_sentences(folder, data, plan, preds, text_col, label_col)
+    meta = dict(fingerprint=fp, layers=fp['layers'], dims={str(l): d for l in fp['layers']}, dtype=fp['dtype'], aggregation=fp['aggregation'],
+                sentence_token='last real token' if is_decoder_only(model.config) else 'first token (CLS)',
+                label_names=data.features[label_col].names if label_col and isinstance(data.features[label_col], datasets.ClassLabel) else None,
+                num_sentences=len(data), num_words=int(plan['n_kept'].sum()), truncation=truncation_report(plan, fp['max_length']),
+                seconds=round(time.perf_counter() - t0, 2))
+    (folder/'metadata.json').write_text(json.dumps(meta, indent=1))
+    return meta
+
 def _build(folder:Path, model, tokenizer, data, fp:dict, batch_size:int, batch_tokens:int, text_col:str, label_col:str|None, verbose:bool) -> dict:
     "Write a complete store into `folder`; return its metadata."
     t0, layers, max_length = time.perf_counter(), fp['layers'], fp['max_length']
-    plan = _plan_corpus(folder, tokenizer, data, text_col, max_length)
+    plan = on_rank0(_plan_corpus, folder, tokenizer, data, text_col, max_length)
     report = truncation_report(plan, max_length)
     if verbose and (report['texts_truncated'] or report['words_without_tokens']):
         print(f"{report['texts_truncated']:,} of {len(data):,} texts truncated at {max_length} tokens ({report['words_cut_off']:,} words dropped); "
@@ -301,13 +379,7 @@ def _build(folder:Path, model, tokenizer, data, fp:dict, batch_size:int, batch_t
     if not report['words_kept']: raise ClvqError(f"no word fits in max_length={max_length} tokens: raise max_length")
     with torch.inference_mode():
         preds, d = _write_vectors(folder, model, tokenizer, data, plan, layers, fp['aggregation'], fp['dtype'], batch_size, batch_tokens, text_col, max_length, verbose)
-    _write_sentences(folder, data, plan, preds, text_col, label_col)
-    meta = dict(fingerprint=fp, layers=layers, dims={str(l): d for l in layers}, dtype=fp['dtype'], aggregation=fp['aggregation'],
-                sentence_token='last real token' if is_decoder_only(model.config) else 'first token (CLS)',
-                label_names=data.features[label_col].names if label_col and isinstance(data.features[label_col], datasets.ClassLabel) else None,
-                num_sentences=len(data), num_words=report['words_kept'], truncation=report, seconds=round(time.perf_counter() - t0, 2))
-    (folder/'metadata.json').write_text(json.dumps(meta, indent=1))
-    return meta
+    return on_rank0(_write_metadata, folder, model, data, fp, plan, preds, d, label_col, text_col, t0)
 
 # %% ../nbs/03_extract.ipynb #5fe7aa70
 def _reuse(path:Path, fp:dict, verbose:bool) -> ActivationStore|None:
@@ -322,6 +394,16 @@ def _reuse(path:Path, fp:dict, verbose:bool) -> ActivationStore|None:
     elif path.is_dir() and (not any(path.iterdir()) or (path/'words.arrow').exists()): why = 'it is incomplete'
     else: raise ClvqError(f"{path} exists and is not an activation store: pass another path, or delete it")
     if verbose: print(f'rebuilding {path}: {why}')
+
+def _temp_folder(path:Path) -> Path:
+    "A new hidden folder beside `path` to build it in."
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent))
+
+def _put_in_place(tmp:Path, path:Path):
+    "Replace `path` with the finished store in `tmp`."
+    if path.exists(): shutil.rmtree(path)
+    os.replace(tmp, path)
 
 # %% ../nbs/03_extract.ipynb #7d7b9296
 def extract(model,               # a Hugging Face model: encoder or decoder-only, with or without a classification head
@@ -339,6 +421,7 @@ def extract(model,               # a Hugging Face model: encoder or decoder-only
             verbose:bool=True,       # progress bar and messages
            ) -> ActivationStore:
     "Extract word and sentence vectors of `layers` for every text of `data` into a store; reuse a complete matching one."
+    rank, world = init_distributed(); verbose = verbose and rank == 0
     if aggregation not in AGGREGATIONS: raise ClvqError(f"aggregation {aggregation!r} is unknown: use one of {AGGREGATIONS}")
     if dtype not in ('float16', 'float32'): raise ClvqError(f"dtype {dtype!r} is not supported: use 'float16' or 'float32'")
     layers = check_layers(model, layers); check_data(data, text_col, label_col); data = data.with_format(None)
@@ -347,14 +430,13 @@ def extract(model,               # a Hugging Face model: encoder or decoder-only
     fp = fingerprint(model, tokenizer, data, layers, aggregation, dtype, max_length, task, split, text_col, label_col)
     path = Path(path).expanduser() if path else cache_dir()/'activations'/f"{task or 'data'}-{split or 'all'}-{_sha(json.dumps(fp, sort_keys=True))}"
     if (store := _reuse(path, fp, verbose)) is not None: return store
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp, training = Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent)), model.training
+    tmp, training = on_rank0(_temp_folder, path), model.training
     try:
         model.eval(); meta = _build(tmp, model, tokenizer, data, fp, batch_size, batch_tokens, text_col, label_col, verbose)
-        if path.exists(): shutil.rmtree(path)
-        os.replace(tmp, path)
+        on_rank0(_put_in_place, tmp, path)
     finally:
-        model.train(training); shutil.rmtree(tmp, ignore_errors=True)
+        model.train(training)
+        if rank == 0: shutil.rmtree(tmp, ignore_errors=True)
     if verbose: print(f"stored {meta['num_words']:,} words of {len(data):,} texts, layers {layers}, in {path} ({meta['seconds']} s)")
     return ActivationStore(path)
 

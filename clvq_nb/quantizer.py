@@ -11,6 +11,7 @@ from torch import Tensor
 from fastcore.basics import patch
 from .assets import ClvqError
 from .models import default_device
+from .extract import all_reduce_sum, broadcast_tensor, rank_world
 
 # %% auto #0
 __all__ = ['INIT_METHODS', 'sq_distances', 'nearest_centroid', 'kmeanspp_seeds', 'lloyd', 'kmeans_init', 'mean_cosine',
@@ -176,9 +177,11 @@ def init_codebook(self:VectorQuantizer, x:Tensor, # (N, d) vectors to cluster, o
     if x.shape[-1] != self.dim: raise ClvqError(f"vectors of width {x.shape[-1]} for a quantizer of dim {self.dim}: extract the layer the model uses")
     if method == 'codebook' and x.shape != self.codebook.shape: raise ClvqError(f"a codebook of shape {tuple(x.shape)} for {self.num_codes} codes; pass vectors with a k-means method instead")
     kmeans_kwargs.setdefault('seed', self.seed)
-    codebook = x if method == 'codebook' else kmeans_init(x, self.num_codes, method, **kmeans_kwargs)
+    rank, world = rank_world()
+    codebook = x if method == 'codebook' else self.codebook if rank > 0 else kmeans_init(x, self.num_codes, method, **kmeans_kwargs)
     with torch.no_grad():
         self.codebook.copy_(codebook)
+        if world > 1: self.codebook.copy_(broadcast_tensor(self.codebook))  # rank 0's codebook on every process
         if self.update == 'ema': self.ema_count.fill_(1.); self.ema_sum.copy_(self.codebook)
         self.steps_unused.zero_(); self.initialised.fill_(True)
     return self
@@ -270,14 +273,24 @@ def nearest_codes(self:VectorQuantizer, z:Tensor) -> Tensor:
 
 # %% ../nbs/05_quantizer.ipynb #8abbc3bf
 @patch
+def _batch_stats(self:VectorQuantizer, z:Tensor, codes:Tensor, counts:Tensor) -> tuple[Tensor, Tensor|None]:
+    "This step's per-code counts and (for EMA) sums of `z`, summed over all processes."
+    sums = torch.zeros_like(self.ema_sum).index_add_(0, codes, z.float()) if self.update == 'ema' else None
+    if rank_world()[1] == 1: return counts, sums
+    if sums is None: return all_reduce_sum(counts), None
+    both = all_reduce_sum(torch.cat([counts.float()[:, None], sums], 1))  # counts are exact in float32 below 2**24
+    return both[:, 0].round().long(), both[:, 1:]
+
+@patch
 def _after_step(self:VectorQuantizer, z:Tensor, codes:Tensor, counts:Tensor):
     "Training-step bookkeeping: dead-code counters, the EMA update, optional revival."
     with torch.no_grad():
+        counts, sums = self._batch_stats(z, codes, counts)
         self.steps_unused.add_(1).masked_fill_(counts > 0, 0)
         if self.update == 'ema':
             g = self.decay
             self.ema_count.mul_(g).add_(counts.float(), alpha=1 - g)
-            self.ema_sum.mul_(g).add_(torch.zeros_like(self.ema_sum).index_add_(0, codes, z.float()), alpha=1 - g)
+            self.ema_sum.mul_(g).add_(sums, alpha=1 - g)
             total = self.ema_count.sum()
             smoothed = (self.ema_count + self.eps) / (total + self.num_codes * self.eps) * total
             self.codebook.copy_(self.ema_sum / smoothed[:, None])
@@ -289,7 +302,7 @@ def _revive(self:VectorQuantizer, z:Tensor):
     "Move codes unused for `dead_threshold` steps to random rows of `z`."
     dead = (self.steps_unused >= self.dead_threshold).nonzero().squeeze(1)
     if not len(dead): return
-    new = z.float()[torch.randint(len(z), (len(dead),), generator=self.rng).to(z.device)]
+    new = broadcast_tensor(z.float()[torch.randint(len(z), (len(dead),), generator=self.rng).to(z.device)])
     self.codebook[dead] = new; self.steps_unused[dead] = 0
     if self.update == 'ema': self.ema_sum[dead] = new; self.ema_count[dead] = 1.
 

@@ -4,22 +4,25 @@
 
 # %% ../nbs/08_train.ipynb #9c829509
 from __future__ import annotations
-import dataclasses, json, math, os, shutil, time
+import dataclasses, hashlib, json, math, os, shutil, time
 from dataclasses import dataclass, field, asdict
 from typing import Callable
 import pandas as pd
 from fastcore.basics import patch
 from pathlib import Path
 import numpy as np, torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 from .assets import ClvqError
 from .models import default_device
+from .extract import all_reduce_sum, init_distributed, on_rank0, rank_world
 from .quantizer import code_usage_stats
 from .clvq import CLVQConfig, CLVQVAE, bottleneck_check, evaluating, save_checkpoint, load_checkpoint
 
 # %% auto #0
 __all__ = ['PRESETS', 'gather_padded', 'batch_order', 'TrainConfig', 'preset', 'split_sentences', 'SentencePairs', 'evaluate',
-           'train_epoch', 'TrainResult', 'train', 'load_run', 'plot_history']
+           'train_epoch', 'TrainResult', 'state_sha', 'train', 'load_run', 'plot_history']
 
 # %% ../nbs/08_train.ipynb #26402c3e
 def gather_padded(vectors:np.ndarray, # flat (num_words, d) word vectors
@@ -131,10 +134,14 @@ class SentencePairs:
 def batches(self:SentencePairs, batch_size:int, # sentences per batch
             seed:int=0, epoch:int=0, # the order is a function of these
             shuffle:bool=False, bucket:bool=True, # see `batch_order`
-            device:str|torch.device='cpu'):
+            device:str|torch.device='cpu',
+            shard:tuple[int, int]=(0, 1), # (rank, world): this process takes every world-th sentence of each batch from the rank-th
+            lockstep:bool=False): # skip batches with fewer sentences than processes, so that all take the same number of steps
     "Yield (x, y, mask) tensors: (B, T, d_in) float32, (B, T, d_out) float32, (B, T) bool."
+    rank, world = shard
     for b in batch_order(self.lengths, batch_size, seed, epoch, shuffle, bucket):
-        s = self.sentences[b]
+        if lockstep and len(b) < world: continue
+        if not len(s := self.sentences[b[rank::world]]): continue
         x, mask = gather_padded(self.x, self.offsets, s); y, _ = gather_padded(self.y, self.offsets, s)
         yield tuple(torch.from_numpy(a).to(device, non_blocking=True) for a in (x, y, mask))
 
@@ -147,10 +154,12 @@ def word_sample(self:SentencePairs, n:int, seed:int) -> torch.Tensor:
     return torch.from_numpy(np.asarray(self.x[rows], dtype=np.float32))
 
 # %% ../nbs/08_train.ipynb #c7b83e05
-def evaluate(model:CLVQVAE, batches) -> dict:
+def evaluate(model:CLVQVAE, batches,
+             across_ranks:bool=False, # sum over all processes, each passing its share of the batches
+            ) -> dict:
     "Loss, MSE, commitment, FVU and hard-assignment code usage of `model` over (x, y, mask) batches."
     dev = next(model.parameters()).device
-    sse = sy2 = commit = 0.; n = 0; sy = 0.; counts = torch.zeros(model.config.num_codes, dtype=torch.long, device=dev)
+    sse = sy2 = commit = 0.; n = 0; sy = torch.zeros(model.d_out, device=dev); counts = torch.zeros(model.config.num_codes, dtype=torch.long, device=dev)
     with evaluating(model), torch.no_grad():
         for x, y, mask in batches:
             x, y, mask = x.to(dev), y.to(dev), mask.to(dev)
@@ -158,6 +167,9 @@ def evaluate(model:CLVQVAE, batches) -> dict:
             real = y[mask]
             sse += (out.recon[mask] - real).pow(2).sum().item(); sy2 += real.pow(2).sum().item(); sy = sy + real.sum(0)
             commit += out.commitment.item() * k; n += k; counts += out.counts
+    if across_ranks and rank_world()[1] > 1:
+        sums = all_reduce_sum(torch.tensor([sse, sy2, commit, n], dtype=torch.float64, device=dev)).tolist()
+        (sse, sy2, commit), n, sy, counts = sums[:3], int(sums[3]), all_reduce_sum(sy), all_reduce_sum(counts)
     if not n: raise ClvqError("evaluate got no real positions: pass at least one non-empty batch.")
     d = model.d_out; mse = sse / (n * d)
     fvu = sse / (sy2 - (sy.pow(2).sum().item() / n))
@@ -191,18 +203,32 @@ def _resume(run:Path, model, opt, sched) -> tuple[dict, list]:
     return t['state'], t['history']
 
 # %% ../nbs/08_train.ipynb #80992e24
-def train_epoch(model:CLVQVAE, opt, pairs:SentencePairs, cfg:TrainConfig, epoch:int, device, progress:bool=True) -> dict:
-    "Train one epoch; return its mean loss, MSE, commitment and the usage of the sampled codes."
-    model.train(); torch.manual_seed(cfg.seed * 100_003 + epoch)
-    tot = dict(loss=0., mse=0., commitment=0.); n = 0; counts = torch.zeros(model.config.num_codes, dtype=torch.long, device=device)
-    bar = tqdm(pairs.batches(cfg.batch_size, cfg.seed, epoch, shuffle=True, bucket=cfg.bucket, device=device),
+def _seed_epoch(cfg:TrainConfig, epoch:int, quantizer):
+    "Seed dropout for this epoch; with several processes, each process's code sampler too, from (seed, epoch, rank)."
+    rank, world = rank_world()
+    if world == 1: torch.manual_seed(cfg.seed * 100_003 + epoch); return
+    dropout_seed, sampler_seed = np.random.SeedSequence([cfg.seed, epoch, rank]).generate_state(2)
+    torch.manual_seed(int(dropout_seed)); quantizer.rng.manual_seed(int(sampler_seed))
+
+# %% ../nbs/08_train.ipynb #1112e0df
+def train_epoch(model:CLVQVAE, # the model, or the model wrapped in `DistributedDataParallel`
+                opt, pairs:SentencePairs, cfg:TrainConfig, epoch:int, device, progress:bool=True) -> dict:
+    "Train one epoch (this process's share of each batch); return its mean loss, MSE, commitment and the usage of the sampled codes."
+    core, (rank, world) = getattr(model, 'module', model), rank_world()
+    model.train(); _seed_epoch(cfg, epoch, core.quantizer)
+    tot = dict(loss=0., mse=0., commitment=0.); n = 0; counts = torch.zeros(core.config.num_codes, dtype=torch.long, device=device)
+    bar = tqdm(pairs.batches(cfg.batch_size, cfg.seed, epoch, shuffle=True, bucket=cfg.bucket, device=device, shard=(rank, world), lockstep=True),
                total=math.ceil(len(pairs) / cfg.batch_size), desc=f'epoch {epoch + 1}', leave=False, disable=not progress)
     for x, y, mask in bar:
-        out = model(x, mask, y)
-        opt.zero_grad(set_to_none=True); out.loss.backward(); opt.step()
-        k = int(mask.sum()); n += k; counts += out.counts
+        out, k = model(x, mask, y), int(mask.sum())
+        loss = out.loss if world == 1 else out.loss * (world * k / all_reduce_sum(torch.tensor(k, device=device)).item())
+        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        n += k; counts += out.counts
         for key in tot: tot[key] += getattr(out, key).item() * k
         bar.set_postfix(loss=f"{tot['loss'] / n:.4f}", ppl=f"{code_usage_stats(counts)['perplexity']:.1f}")
+    if world > 1:
+        sums = all_reduce_sum(torch.tensor([*tot.values(), n], dtype=torch.float64, device=device)).tolist()
+        tot, n, counts = dict(zip(tot, sums)), int(sums[-1]), all_reduce_sum(counts)
     return {**{k: v / n for k, v in tot.items()}, 'perplexity': code_usage_stats(counts)['perplexity']}
 
 # %% ../nbs/08_train.ipynb #c7cd4867
@@ -235,6 +261,19 @@ def _write_csv(path:Path, history:list):
     "Write the history table atomically."
     tmp = path.with_name(f'.{path.name}.tmp'); pd.DataFrame(history).to_csv(tmp, index=False); os.replace(tmp, path)
 
+def state_sha(model:torch.nn.Module) -> str:
+    "sha256 of a model's parameters and buffers, without its sampler state (which is each process's own)."
+    h = hashlib.sha256()
+    for k, v in model.state_dict().items():
+        if not k.endswith('_extra_state'): h.update(k.encode()); h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
+def _check_in_sync(model:CLVQVAE, epoch:int):
+    "Raise on every process if their models differ after `epoch`."
+    shas = [None] * rank_world()[1]; dist.all_gather_object(shas, state_sha(model))
+    if len(set(shas)) > 1: raise ClvqError(f"after epoch {epoch + 1} the processes' models differ (state sha {sorted(set(shas))}): "
+                                           "this is a bug in clvq_nb's distributed training; please report it with the command you ran")
+
 def _summary(rec:dict) -> str:
     "One line per epoch."
     return (f"epoch {rec['epoch']:3d}  train loss {rec['train_loss']:.4f}  val loss {rec['val_loss']:.4f}  "
@@ -250,10 +289,12 @@ def train(store, # an `ActivationStore` holding both layers of the pair
           on_epoch_end:Callable|None=None, # called with each epoch's history row, after its checkpoint is saved
          ) -> TrainResult:
     "Train a CLVQ-VAE on `store` with `cfg`, resuming from `run_dir` if it holds an unfinished run."
+    rank, world = init_distributed(); progress = progress and rank == 0
     run, device = Path(run_dir), torch.device(device or default_device())
     train_ids, val_ids = split_sentences(len(store), cfg.val_fraction, cfg.seed)
     tr, va = (SentencePairs(store, cfg.layer_in, cfg.layer_out, ids) for ids in (train_ids, val_ids))
-    _start_run(run, cfg, store)
+    if len(tr) < world: raise ClvqError(f"{len(tr)} training sentences cannot be shared by {world} processes: launch fewer processes, or extract more text.")
+    on_rank0(_start_run, run, cfg, store)
     if (run/'metrics.json').exists(): return load_run(run, device)
     model = CLVQVAE(store.dims[cfg.layer_in], store.dims[cfg.layer_out], cfg.model).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -262,35 +303,43 @@ def train(store, # an `ActivationStore` holding both layers of the pair
         state, history = _resume(run, model, opt, sched)
         if progress: print(f"resuming {run} after epoch {state['epoch'] + 1}")
     else:
-        model.init_codebook(tr.word_sample(cfg.init_sample, cfg.seed).to(device))
+        model.init_codebook(tr.word_sample(cfg.init_sample if rank == 0 else 0, cfg.seed).to(device))  # rank 0 clusters, all get its codebook
         state, history = dict(epoch=-1, best=math.inf, bad=0), []
+    net = model if world == 1 else DistributedDataParallel(model, forward_sync_buffers=False)  # the EMA all-reduce keeps the codebook equal
     for epoch in range(state['epoch'] + 1, cfg.max_epochs):
         if state['bad'] >= cfg.early_stop_patience: break
         t = time.perf_counter()
-        tr_m = train_epoch(model, opt, tr, cfg, epoch, device, progress)
-        va_m = evaluate(model, va.batches(cfg.batch_size, device=device))
+        tr_m = train_epoch(net, opt, tr, cfg, epoch, device, progress)
+        va_m = evaluate(model, va.batches(cfg.batch_size, device=device, shard=(rank, world)), across_ranks=True)
         sched.step(va_m['loss'])
+        if world > 1: _check_in_sync(model, epoch)
         history.append(rec := _epoch_record(epoch, tr_m, va_m, model, opt, time.perf_counter() - t, int(tr.lengths.sum())))
-        if va_m['loss'] < state['best']:
-            state.update(best=va_m['loss'], bad=0); save_checkpoint(model, run/'best.safetensors', extra=dict(epoch=epoch + 1))
+        if better := va_m['loss'] < state['best']: state.update(best=va_m['loss'], bad=0)
         else: state['bad'] += 1
         state['epoch'] = epoch
-        _save_epoch(run, model, opt, sched, state, history)
-        _write_csv(run/'history.csv', history)
+        if rank == 0:  # one writer; every process holds the same model
+            if better: save_checkpoint(model, run/'best.safetensors', extra=dict(epoch=epoch + 1))
+            _save_epoch(run, model, opt, sched, state, history)
+            _write_csv(run/'history.csv', history)
         if progress: print(_summary(rec))
         if on_epoch_end: on_epoch_end(rec)
     return _finish(run, va, cfg, device)
 
 # %% ../nbs/08_train.ipynb #03c5512f
-def _finish(run:Path, va:SentencePairs, cfg:TrainConfig, device) -> TrainResult:
+def _write_metrics(run:Path, va:SentencePairs, cfg:TrainConfig, device):
     "Measure the best model on validation, with the bottleneck check; write metrics.json."
     model, extra = load_checkpoint(run/'best.safetensors', device=device)
     history = pd.read_csv(run/'history.csv')
     metrics = dict(best_epoch=extra['epoch'], epochs=len(history), train_seconds=float(history.seconds.sum()),
                    validation=evaluate(model, va.batches(cfg.batch_size, device=device)),
                    bottleneck=bottleneck_check(model, va.batches(cfg.batch_size, device=device), seed=cfg.seed))
+    if (world := rank_world()[1]) > 1: metrics['processes'] = world
     _write_json(run/'metrics.json', metrics)
-    return TrainResult(model, history, metrics, run)
+
+def _finish(run:Path, va:SentencePairs, cfg:TrainConfig, device) -> TrainResult:
+    "Write metrics.json on rank 0, then load the finished run on every process."
+    on_rank0(_write_metrics, run, va, cfg, device)
+    return load_run(run, device)
 
 def load_run(run_dir:str|Path, device:str|torch.device|None=None) -> TrainResult:
     "Load a finished training run: the best model, its history and metrics."
