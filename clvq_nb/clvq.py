@@ -15,7 +15,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from .assets import ClvqError
 from .encoder import AdaptiveResidualEncoder, check_alpha
-from .quantizer import INIT_METHODS, VectorQuantizer
+from .quantizer import INIT_METHODS, VectorQuantizer, check_quantizer_options
 from .decoder import CrossLayerDecoder
 from .models import default_device
 
@@ -55,7 +55,8 @@ class CLVQConfig:
 # %% ../nbs/07_clvq.ipynb #40acf239
 @patch
 def validate(self:CLVQConfig):
-    "Check the switches this module reads, with one clear message each (run on construction)."
+    "Check every switch, with one clear message each (run on construction, so a bad setting fails before any work)."
+    check_quantizer_options(self.num_codes, self.top_k, self.temperature, self.beta, self.codebook_update, self.decay, self.dead_threshold)
     check_alpha(self.alpha_mode, self.alpha_max, self.fixed_alpha)
     if self.init not in INIT_METHODS: raise ClvqError(f"init={self.init!r} is unknown; use one of {INIT_METHODS}.")
     if self.init_on not in INIT_ON: raise ClvqError(f"init_on={self.init_on!r} is unknown; use one of {INIT_ON}.")

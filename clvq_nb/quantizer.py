@@ -15,7 +15,7 @@ from .extract import all_reduce_sum, broadcast_tensor, rank_world
 
 # %% auto #0
 __all__ = ['INIT_METHODS', 'sq_distances', 'nearest_centroid', 'kmeanspp_seeds', 'lloyd', 'kmeans_init', 'mean_cosine',
-           'QuantizerOutput', 'VectorQuantizer', 'code_usage_stats']
+           'QuantizerOutput', 'check_quantizer_options', 'VectorQuantizer', 'code_usage_stats']
 
 # %% ../nbs/05_quantizer.ipynb #28805b67
 def sq_distances(x:Tensor, c:Tensor) -> Tensor:
@@ -133,7 +133,7 @@ class QuantizerOutput:
     distances:Tensor  # (B, T) squared distance from z_e to its chosen code; 0 at padding
 
 # %% ../nbs/05_quantizer.ipynb #4d3ad590
-def _check_options(num_codes, top_k, temperature, beta, update, decay, dead_threshold):
+def check_quantizer_options(num_codes, top_k, temperature, beta, update, decay, dead_threshold):
     "Raise `ClvqError` for a quantizer setting out of range."
     if not 1 <= top_k <= num_codes: raise ClvqError(f"top_k={top_k} must be between 1 and num_codes={num_codes}")
     if not temperature > 0: raise ClvqError(f"temperature={temperature} must be > 0; use top_k=1 for the nearest code")
@@ -156,7 +156,7 @@ class VectorQuantizer(nn.Module):
                  dead_threshold:int=100, # a code unused for this many training steps is dead
                  seed:int=42): # seeds k-means and the sampler
         super().__init__()
-        _check_options(num_codes, top_k, temperature, beta, update, decay, dead_threshold)
+        check_quantizer_options(num_codes, top_k, temperature, beta, update, decay, dead_threshold)
         self.num_codes, self.dim, self.top_k, self.temperature, self.beta = num_codes, dim, top_k, temperature, beta
         self.update, self.decay, self.eps, self.revive_dead, self.dead_threshold, self.seed = update, decay, eps, revive_dead, dead_threshold, seed
         if update == 'grad': self.codebook = nn.Parameter(torch.zeros(num_codes, dim))
