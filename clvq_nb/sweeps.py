@@ -62,12 +62,13 @@ def sweep_stores(model:str='minilm', # base model to fine-tune (registry name, f
                  layers:tuple=(0, 2, 4, 6), # layers to extract
                  train_sentences:int|None=800, # the first this many training sentences; None: all
                  data_path:str|Path|None=None, # `path=` of `load_task`: a local copy of the task's data (e.g. Jigsaw offline)
+                 finetune_options:dict|None=None, # options of `clvq_nb.models.finetune`, e.g. dict(lr=5e-5, max_train=800)
                  device=None) -> tuple: # (classifier folder, train store, test store)
     "The fine-tuned classifier and the activation stores a sweep runs on; every step is cached."
     from clvq_nb.data import load_task
     from clvq_nb.models import finetune, load_model
     from clvq_nb.extract import extract
-    classifier, data = finetune(model, task, data_path=data_path, device=device), load_task(task, path=data_path)
+    classifier, data = finetune(model, task, data_path=data_path, device=device, **(finetune_options or {})), load_task(task, path=data_path)
     clf, tok = load_model(classifier, num_labels=data['train'].features['label'].num_classes, device=device)
     n = min(train_sentences or len(data['train']), len(data['train']))
     train_store = extract(clf, tok, data['train'].select(range(n)), list(layers), task=task, split=f'train[:{n}]', verbose=False)
