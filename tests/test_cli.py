@@ -4,6 +4,8 @@ from pathlib import Path
 import pytest
 
 ENV = {**os.environ, 'TOKENIZERS_PARALLELISM': 'false', 'OMP_NUM_THREADS': '2', 'PYTHONUNBUFFERED': '1'}
+
+def _ctrl_c_reaches(): signal.signal(signal.SIGINT, signal.SIG_DFL)  # a shell's background job starts with SIGINT ignored; Python would keep ignoring it
 TINY = ['--no-finetune', '--limit', '60', '--layers', '2', '4']
 
 def clvq(*args, check=True):
@@ -37,7 +39,7 @@ def test_resume_after_interrupt(extracted):
     out = extracted/'resume'; out.mkdir()
     (out/'stores').symlink_to(extracted/'stores')
     args = ['clvq', 'train', '--out', out, '--epochs', '40', '--codes', '16']
-    p = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    p = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, preexec_fn=_ctrl_c_reaches)
     latest, t = out/'run'/'latest.json', time.time()
     while not latest.exists() and time.time() - t < 600 and p.poll() is None: time.sleep(0.2)
     assert latest.exists(), p.communicate()[1][-2000:]
@@ -46,7 +48,7 @@ def test_resume_after_interrupt(extracted):
     done = json.loads(latest.read_text())['epoch']
     r = clvq('train', '--out', out, '--epochs', str(done + 2), '--codes', '16', check=False)
     assert r.returncode == 2 and 'holds a run with other settings' in r.stderr   # a different run is refused...
-    p2 = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    p2 = subprocess.Popen(list(map(str, args)), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV, preexec_fn=_ctrl_c_reaches)
     t = time.time()
     while time.time() - t < 600 and p2.poll() is None:
         if json.loads(latest.read_text())['epoch'] > done: break
