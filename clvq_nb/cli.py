@@ -154,17 +154,12 @@ def stage_train(cfg:PipelineConfig) -> dict:
 
 # %% ../nbs/17_cli.ipynb #1907c0c3
 def saliency(cfg:PipelineConfig, store, layer:int) -> np.ndarray:
-    "Each sentence's most salient word at `layer` (Integrated Gradients of the fine-tuned classifier), cached."
-    from clvq_nb.faithfulness import word_attributions
-    from clvq_nb.models import load_model
-    ft, cache = _read_json(_out(cfg)/'finetune.json', 'finetune', cfg), _out(cfg)/'eval'/f'saliency-layer{layer}-steps{cfg.ig_steps}.json'
-    key = dict(store=store.metadata.get('fingerprint'), model=ft['finetuned'])
-    if cache.exists() and (c := json.loads(cache.read_text()))['key'] == json.loads(json.dumps(key, default=str)): return np.array(c['salient'])
+    "Each sentence's most salient word at `layer` (Integrated Gradients of the fine-tuned classifier), cached in `eval/`."
+    from clvq_nb.sweeps import cached_saliency
+    ft = _read_json(_out(cfg)/'finetune.json', 'finetune', cfg)
     if not ft['finetuned']: raise ClvqError("saliency needs a fine-tuned classifier: run without --no-finetune to evaluate faithfulness.")
-    model, tok = load_model(ft['finetuned'], num_labels=len(store.label_names), device=cfg.device)
-    salient = word_attributions(model, tok, store.texts, layer, steps=cfg.ig_steps).salient
-    _write_json(cache, dict(key=key, salient=salient.tolist()))
-    return salient
+    return cached_saliency(ft['finetuned'], store, layer, cfg.ig_steps, folder=_out(cfg)/'eval', name=f'saliency-layer{layer}-steps{cfg.ig_steps}.json',
+                           device=cfg.device, progress=True)
 
 # %% ../nbs/17_cli.ipynb #557422b1
 def _mean_std(summary:pd.DataFrame, condition:str) -> dict:

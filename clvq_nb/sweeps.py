@@ -45,15 +45,16 @@ def cached_saliency(classifier:str|Path, # folder of the fine-tuned classifier (
                     layer:int, # the lower layer l
                     steps:int=32, # Integrated-Gradients steps
                     folder:str|Path|None=None, # cache folder; None: `cache_dir()/'saliency'`
-                    device=None) -> np.ndarray: # (len(store),) index of each sentence's most salient word
-    "Each sentence's most salient word at `layer`, computed once and cached on disk."
+                    name:str|None=None, # cache file name in `folder`; None: one named by the inputs' hash
+                    device=None, progress:bool=False) -> np.ndarray: # (len(store),) index of each sentence's most salient word
+    "Each sentence's most salient word at `layer`, computed once and cached on disk (recomputed when its inputs change)."
     from clvq_nb.models import load_model
-    key = _sha(dict(classifier=str(Path(classifier).resolve()), store=store.metadata['fingerprint'], layer=layer, steps=steps))
-    path = Path(folder or cache_dir()/'saliency')/f'saliency-{key}.json'
-    if path.exists(): return np.array(json.loads(path.read_text())['salient'])
+    key = dict(classifier=str(Path(classifier).resolve()), store=store.metadata['fingerprint'], layer=layer, steps=steps)
+    path = Path(folder or cache_dir()/'saliency')/(name or f'saliency-{_sha(key)}.json')
+    if path.exists() and (cached := json.loads(path.read_text())).get('key') == json.loads(json.dumps(key, default=str)): return np.array(cached['salient'])
     model, tok = load_model(classifier, num_labels=len(store.label_names), device=device)
-    salient = word_attributions(model, tok, store.texts, layer, steps=steps, progress=False).salient
-    write_atomic(path, json.dumps(dict(classifier=str(classifier), layer=layer, steps=steps, salient=salient.tolist())))
+    salient = word_attributions(model, tok, store.texts, layer, steps=steps, progress=progress).salient
+    write_atomic(path, json.dumps(dict(key=key, salient=salient.tolist()), default=str))
     return salient
 
 # %% ../nbs/11_layer_pairs.ipynb #7dcf6eff
