@@ -19,8 +19,8 @@ from .data import load_task
 
 # %% auto #0
 __all__ = ['MODELS', 'default_device', 'write_folder', 'gguf_to_hf', 'smollm2_path', 'EmbeddedModel', 'model_path',
-           'is_decoder_only', 'load_config', 'load_model', 'max_tokens', 'encode', 'collate', 'predict_logits',
-           'predict', 'finetune_key', 'train_classifier', 'accuracy', 'finetune']
+           'is_decoder_only', 'load_config', 'prepend_bos', 'load_tokenizer', 'load_model', 'max_tokens', 'encode',
+           'collate', 'predict_logits', 'predict', 'finetune_key', 'train_classifier', 'accuracy', 'finetune']
 
 # %% ../nbs/02_models.ipynb #aab50901
 def default_device() -> torch.device:
@@ -96,7 +96,22 @@ def _check_head(config, num_labels, name):
         raise ClvqError(f"{name} is a classifier with {config.num_labels} classes, not num_labels={num_labels}; "
                         f"pass num_labels={config.num_labels}, or the base model to train a new head")
 
-# %% ../nbs/02_models.ipynb #e060fd49
+# %% ../nbs/02_models.ipynb #09f3965d
+def prepend_bos(tok) -> bool:
+    "Make a tokenizer start every text with its BOS token (where it has one); return whether it now does."
+    starts = lambda: tok.bos_token_id is not None and tok('a')['input_ids'][:1] == [tok.bos_token_id]
+    if tok.bos_token_id is not None and not starts(): tok.add_bos_token = True
+    return starts()
+
+def load_tokenizer(name_or_path:str|Path, # registry name, local folder or hub id
+                   config:transformers.PretrainedConfig|None=None) -> transformers.PreTrainedTokenizerBase: # its config, if loaded
+    "The model's fast tokenizer: padding on the right, and a decoder-only model's texts start with BOS (see below)."
+    tok = AutoTokenizer.from_pretrained(model_path(name_or_path))
+    if tok.pad_token is None: tok.pad_token = tok.eos_token
+    tok.padding_side = 'right'
+    if is_decoder_only(config or load_config(name_or_path)): prepend_bos(tok)
+    return tok
+
 def load_model(name_or_path:str|Path='minilm', # registry name (see `MODELS`), local folder or hub id
                num_labels:int|None=None, # classes of a sequence-classification head; None: the base model
                device:str|torch.device|None=None, # default: `default_device()`
@@ -104,9 +119,7 @@ def load_model(name_or_path:str|Path='minilm', # registry name (see `MODELS`), l
     "Load any Hugging Face model, encoder or decoder-only, and its tokenizer."
     config, path = load_config(name_or_path), model_path(name_or_path)
     _check_head(config, num_labels, str(name_or_path))
-    tok = AutoTokenizer.from_pretrained(path)
-    if tok.pad_token is None: tok.pad_token = tok.eos_token
-    tok.padding_side = 'right'
+    tok = load_tokenizer(name_or_path, config)
     if num_labels: model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, pad_token_id=tok.pad_token_id)
     else: model = AutoModel.from_pretrained(path)
     model.config.pad_token_id = tok.pad_token_id
@@ -201,6 +214,7 @@ def finetune(model:str|Path='minilm', # registry name, local folder or hub id of
     hyper = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, weight_decay=weight_decay, warmup=warmup, seed=seed)
     settings = dict(hyper, model=_model_id(model), task=task, max_train=max_train,
                     data_path=str(Path(data_path).expanduser().resolve()) if data_path else None)
+    if is_decoder_only(load_config(model)): settings['bos'] = True  # its texts start with BOS (`load_tokenizer`)
     dest = cache_dir()/'finetuned'/finetune_key(settings)
     if (dest/'finetune.json').exists(): return dest
     ds = load_task(task, path=data_path, seed=seed); names = ds['train'].features['label'].names
