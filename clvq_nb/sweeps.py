@@ -13,8 +13,8 @@ from .train import TrainConfig, preset, train
 from .faithfulness import CLVQConcepts, salient_concepts, faithfulness, word_attributions
 
 # %% auto #0
-__all__ = ['sweep_config', 'cached_saliency', 'sweep_stores', 'faithfulness_row', 'mean_std', 'run_row', 'run_dir',
-           'history_path', 'run_sweep', 'compare_methods']
+__all__ = ['sweep_config', 'cached_saliency', 'sweep_stores', 'eraser_stores', 'faithfulness_row', 'mean_std', 'run_row',
+           'run_dir', 'history_path', 'run_sweep', 'compare_methods']
 
 # %% ../nbs/11_layer_pairs.ipynb #c856febd
 _MODEL_KEYS = {f.name for f in dataclasses.fields(CLVQConfig)} - {'seed'}
@@ -74,6 +74,29 @@ def sweep_stores(model:str='minilm', # base model to fine-tune (registry name, f
     n = min(train_sentences or len(data['train']), len(data['train']))
     train_store = extract(clf, tok, data['train'].select(range(n)), list(layers), task=task, split=f'train[:{n}]', verbose=False)
     return classifier, train_store, extract(clf, tok, data['test'], list(layers), task=task, split='test', verbose=False)
+
+# %% ../nbs/11_layer_pairs.ipynb #4a219cf1
+def eraser_stores(data_path:str|Path, # the release's `eraser-movie` folder: unlabelled `train.txt`, labelled `dev.json`
+                  model:str='minilm', # base model of the `sentiment` classifier (registry name, folder or hub id)
+                  layers:tuple=(0, 2, 4, 6), # layers to extract
+                  train_sentences:int|None=800, # the first this many sentences of `train.txt`; None: all
+                  finetune_options:dict|None=None, # options of `clvq_nb.models.finetune`
+                  device=None) -> tuple: # (classifier folder, train store, test store)
+    "The paper's ERASER protocol: CLVQ-VAE trains on `train.txt`, faithfulness uses all of `dev.json`; every step is cached."
+    import datasets
+    from clvq_nb.data import POLARITY, encode_labels, read_release, to_datasetdict
+    from clvq_nb.models import finetune, load_model
+    from clvq_nb.extract import extract
+    path = Path(data_path).expanduser()
+    if not ((path/'train.txt').is_file() and (path/'dev.json').is_file()):
+        raise ClvqError(f"{path} does not hold train.txt and dev.json: pass the release's eraser-movie folder")
+    classifier = finetune(model, 'sentiment', device=device, **(finetune_options or {}))
+    clf, tok = load_model(classifier, num_labels=2, device=device)
+    lines = [l.strip() for l in (path/'train.txt').read_text(encoding='utf-8').splitlines() if l.strip()][:train_sentences]
+    frames, names = encode_labels({'test': read_release(path/'dev.json')}, POLARITY, f"{path/'dev.json'}")
+    train_store = extract(clf, tok, datasets.Dataset.from_dict({'text': lines}), list(layers), task='eraser-movie',
+                          split=f'train.txt[:{len(lines)}]', label_col=None, verbose=False)
+    return classifier, train_store, extract(clf, tok, to_datasetdict(frames, names)['test'], list(layers), task='eraser-movie', split='dev', verbose=False)
 
 # %% ../nbs/11_layer_pairs.ipynb #684a5be9
 _CONDITIONS = {'original': 'original', 'perturbed': 'perturbed', 'random Gaussian direction': 'random', 'random code': 'random_code'}
