@@ -53,7 +53,8 @@ import json, sys, time, torch
 import torch.distributed as dist
 sys.path.insert(0, sys.argv[3])
 from bench_scaling import texts, model_tokens, MODELS
-from clvq_nb.extract import extract, init_distributed
+from clvq_nb.extract import extract
+from clvq_nb.core import init_distributed
 from clvq_nb.models import load_model
 rank, world = init_distributed(); name, n = sys.argv[1], int(sys.argv[2])
 model, tok = load_model(name, device='cpu'); data = texts(n); dist.barrier()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_baselines.ipynb #ae466d79
 from __future__ import annotations
-import math, tempfile, time
+import tempfile, time
 from pathlib import Path
 import numpy as np, torch
 import torch.nn.functional as F
@@ -12,43 +12,13 @@ from torch import nn
 from fastcore.basics import patch
 from sklearn.cluster import AgglomerativeClustering
 from tqdm.auto import tqdm
-from .assets import ClvqError
-from .models import default_device
+from .core import ClvqError, as_vectors, default_device
 from .quantizer import nearest_centroid
 from .train import preset, split_sentences, train
 
 # %% auto #0
-__all__ = ['LINKAGES', 'DIRECTIONS', 'as_vectors', 'PlantedStore', 'concept_sample', 'ClusterConcepts', 'fit_clusters',
-           'VQConcepts', 'fit_single_layer', 'SparseAutoencoder', 'sae_metrics', 'SAEConcepts', 'fit_sae']
-
-# %% ../nbs/09_baselines.ipynb #28d4248e
-def as_vectors(word_vectors, # (N, d) numpy array, memory map or tensor, any float type
-               device=None, # where to put them
-              ) -> torch.Tensor: # (N, d) float32
-    "Word vectors as a float32 tensor on `device`."
-    t = word_vectors if torch.is_tensor(word_vectors) else torch.from_numpy(np.asarray(word_vectors, np.float32))
-    if t.ndim != 2: raise ClvqError(f"expected word vectors of shape (N, d), got {tuple(t.shape)}: pass rows of store.word_vectors(layer)")
-    return t.to(device=device, dtype=torch.float32)
-
-# %% ../nbs/09_baselines.ipynb #6955ecfe
-class PlantedStore:
-    "Sentences of words drawn from `k` planted concepts: layer 0 around the concept centres, layer 1 a linear map of layer 0."
-    def __init__(self, n_sentences:int=300, k:int=8, d_l:int=32, d_h:int=48,
-                 words_per_concept:int=4, # word types of each concept
-                 spread:float=0.5, noise:float=0.3, # std of the word-type offsets and of the noise; centres have std 2
-                 seed:int=0):
-        rng = np.random.default_rng(seed)
-        centres, offsets = rng.normal(size=(k, d_l)) * 2, rng.normal(size=(k * words_per_concept, d_l)) * spread
-        self.offsets = np.r_[0, np.cumsum(rng.integers(5, 16, n_sentences))]
-        word = rng.integers(0, k * words_per_concept, self.offsets[-1]); self.truth = word // words_per_concept
-        x = centres[self.truth] + offsets[word] + noise * rng.normal(size=(len(word), d_l))
-        self.map = rng.normal(size=(d_h, d_l)) / math.sqrt(d_l)
-        y = x @ self.map.T + noise / 3 * rng.normal(size=(len(word), d_h))
-        self.words = np.array([f'c{c}w{w}' for c in range(k) for w in range(words_per_concept)], dtype=object)[word]
-        self.layers, self.dims, self._vectors = [0, 1], {0: d_l, 1: d_h}, {0: x.astype(np.float32), 1: y.astype(np.float32)}
-        self.metadata = dict(fingerprint=dict(planted=[n_sentences, k, d_l, d_h, words_per_concept, spread, noise, seed]))
-    def __len__(self): return len(self.offsets) - 1
-    def word_vectors(self, layer:int) -> np.ndarray: return self._vectors[layer]
+__all__ = ['LINKAGES', 'DIRECTIONS', 'concept_sample', 'ClusterConcepts', 'fit_clusters', 'VQConcepts', 'fit_single_layer',
+           'SparseAutoencoder', 'sae_metrics', 'SAEConcepts', 'fit_sae']
 
 # %% ../nbs/09_baselines.ipynb #e53476f3
 def concept_sample(words:np.ndarray, # (num_words,) the store's words
@@ -105,10 +75,10 @@ def fit_clusters(store, # an `ActivationStore` (or any store with `words` and `w
 
 # %% ../nbs/09_baselines.ipynb #a77d1bd2
 class VQConcepts:
-    "A trained (CL)VQ-VAE as a concept method: a word's concept is the codebook vector nearest to its encoding."
+    "A trained CLVQ-VAE, or single-layer VQ-VAE, as a concept method: a word's concept is the codebook vector nearest to its encoding."
     def __init__(self, model, # a trained `clvq_nb.clvq.CLVQVAE`
-                 layer:int, # the layer whose word vectors the model takes as input
-                 name:str='VQ-VAE', info:dict|None=None):
+                 layer:int, # the layer whose word vectors the model takes as input (l)
+                 name:str='CLVQ-VAE', info:dict|None=None):
         self.model, self.layer, self.name, self.info = model.eval(), layer, name, info or {}
     @property
     def codebook(self) -> torch.Tensor: return self.model.quantizer.codebook.detach()

@@ -13,11 +13,10 @@ from torch import nn
 from fastcore.basics import patch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from .assets import ClvqError
+from .core import ClvqError, default_device
 from .encoder import AdaptiveResidualEncoder, check_alpha
 from .quantizer import INIT_METHODS, VectorQuantizer, check_quantizer_options
 from .decoder import CrossLayerDecoder
-from .models import default_device
 
 # %% auto #0
 __all__ = ['INIT_ON', 'CHECKPOINT_FORMAT', 'CLVQConfig', 'CLVQVAE', 'CLVQOutput', 'masked_mse', 'save_checkpoint',

@@ -8,7 +8,7 @@ import base64, html, io
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from fastcore.basics import patch
-from .assets import ClvqError, write_atomic
+from .core import ClvqError, write_atomic
 
 # %% auto #0
 __all__ = ['OUTCOMES', 'OUTCOME_NAMES', 'assign_codes', 'ConceptDictionary', 'concept_dictionary', 'word_cloud', 'image_data_uri',

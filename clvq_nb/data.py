@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd
 import datasets
-from .assets import ClvqError, fetch
+from .core import ClvqError
+from .assets import fetch
 
 # %% auto #0
 __all__ = ['SPLITS', 'POLARITY', 'TOXICITY', 'AG_NEWS', 'TASKS', 'read_table', 'select_columns', 'drop_empty', 'encode_labels',

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 from fastcore.basics import patch
-from .assets import ClvqError
+from .core import ClvqError
 
 # %% auto #0
 __all__ = ['causal_mask', 'check_heads', 'CrossLayerDecoder']

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import filecmp, json, os, re, subprocess, sys
 from pathlib import Path
-from .assets import ClvqError
+from .core import ClvqError
 from .extract import fingerprint_diff
 
 # %% auto #0

@@ -12,10 +12,10 @@ from fastcore.basics import patch
 import ipywidgets as widgets
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
-from .assets import ClvqError
+from .core import ClvqError
 from .quantizer import VectorQuantizer, sq_distances, code_usage_stats
 from .train import TrainResult, load_run
-from .faithfulness import CLVQConcepts
+from .baselines import VQConcepts
 from .concepts import concept_dictionary, word_cloud
 
 # %% auto #0
@@ -191,7 +191,7 @@ def _state(self:Explorer, name:str) -> dict:
     "The run's requantizer, concept dictionary and top words per code, made on first use."
     if name not in self._states:
         res = self.runs[name]; layer = run_layer(res) if self.layer is None else self.layer
-        cd = concept_dictionary(CLVQConcepts(res.model), self.store, layer)
+        cd = concept_dictionary(VQConcepts(res.model, layer), self.store, layer)
         self._states[name] = dict(rq=Requantizer(res.model, self.store.word_vectors(layer)[self.rows], self.max_k, self.seed), cd=cd,
                                   top=cd.table(top=4).set_index('code').top_words.to_dict())
     return self._states[name]

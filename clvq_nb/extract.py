@@ -4,23 +4,21 @@
 
 # %% ../nbs/03_extract.ipynb #a89543ec
 from __future__ import annotations
-import hashlib, json, mmap, os, shutil, tempfile, time
+import json, mmap, os, shutil, tempfile, time
 from pathlib import Path
-from typing import Callable
 import numpy as np, pyarrow as pa, torch, datasets
-import torch.distributed as dist
 from datasets.arrow_writer import ArrowWriter
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 import clvq_nb
-from .assets import ClvqError, cache_dir
+from .core import ClvqError, broadcast_object, init_distributed, json_sha, on_rank0, rank_world, all_reduce_sum, short_sha
+from .assets import cache_dir
 from .models import is_decoder_only, max_tokens
 
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'token_words', 'encode_words', 'plan_words', 'token_rows', 'aggregate', 'sentence_positions',
            'has_classifier', 'forward', 'VectorFile', 'tokenizer_sha', 'model_identity', 'data_sha', 'fingerprint',
-           'fingerprint_diff', 'check_layers', 'check_data', 'plan_batches', 'rank_world', 'init_distributed',
-           'all_reduce_sum', 'broadcast_tensor', 'broadcast_object', 'on_rank0', 'truncation_report', 'extract',
+           'fingerprint_diff', 'check_layers', 'check_data', 'plan_batches', 'truncation_report', 'extract',
            'ActivationStore']
 
 # %% ../nbs/03_extract.ipynb #2ea8b57f
@@ -159,28 +157,22 @@ class VectorFile:
     def close(self): self.f.close()
 
 # %% ../nbs/03_extract.ipynb #ba599589
-def _sha(*parts) -> str:
-    "Short sha256 of strings and bytes."
-    h = hashlib.sha256()
-    for p in parts: h.update(p if isinstance(p, bytes) else str(p).encode())
-    return h.hexdigest()[:16]
-
 def tokenizer_sha(tokenizer) -> str:
     "Hash of the tokenizer's vocabulary and pipeline, without the truncation and padding state that each call leaves behind."
     spec = json.loads(tokenizer.backend_tokenizer.to_str()); spec.pop('truncation', None); spec.pop('padding', None)
-    return _sha(json.dumps(spec, sort_keys=True))
+    return json_sha(spec)
 
 def model_identity(model, tokenizer) -> dict:
     "The model's name and class, and hashes that change with its config, its weights or its tokenizer."
     cfg = {k: v for k, v in model.config.to_dict().items() if k not in ('_name_or_path', 'transformers_version')}
     weights = (f'{k}{tuple(v.shape)}'.encode() + v.detach().reshape(-1)[::max(1, v.numel() // 64)][:64].float().cpu().numpy().tobytes()
                for k, v in model.state_dict().items())
-    return dict(name=str(model.config.name_or_path), cls=type(model).__name__, config_sha=_sha(json.dumps(cfg, sort_keys=True, default=str)),
-                weights_sha=_sha(*weights), tokenizer_sha=tokenizer_sha(tokenizer))
+    return dict(name=str(model.config.name_or_path), cls=type(model).__name__, config_sha=json_sha(cfg),
+                weights_sha=short_sha(*weights), tokenizer_sha=tokenizer_sha(tokenizer))
 
 def data_sha(data:datasets.Dataset, columns:list) -> str:
     "Hash of the given columns of a dataset, read in chunks."
-    return _sha(*(json.dumps(b, default=str) for b in data.select_columns(columns).iter(batch_size=10_000)))
+    return short_sha(*(json.dumps(b, default=str) for b in data.select_columns(columns).iter(batch_size=10_000)))
 
 # %% ../nbs/03_extract.ipynb #eec69204
 def fingerprint(model, tokenizer, data, layers, aggregation, dtype, max_length, task, split, text_col, label_col) -> dict:
@@ -233,55 +225,6 @@ def plan_batches(lengths:np.ndarray, batch_size:int=64, batch_tokens:int=4096) -
         n = max(1, min(batch_size, batch_tokens // max(1, int(lengths[order[i]]))))
         batches.append(order[i:i + n]); i += n
     return batches
-
-# %% ../nbs/03_extract.ipynb #dfb02f7a
-def rank_world() -> tuple[int, int]:
-    "This process's rank and the number of processes: (0, 1) unless a `torch.distributed` process group is running."
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_available() and dist.is_initialized() else (0, 1)
-
-def init_distributed() -> tuple[int, int]:
-    "Join the process group that `torchrun` or `accelerate launch` describe in the environment, once; return (rank, world)."
-    if int(os.environ.get('WORLD_SIZE', 1)) > 1 and not dist.is_initialized():
-        from accelerate import PartialState
-        PartialState(cpu=not torch.cuda.is_available())  # gloo on CPU; NCCL on GPUs, each process on its own GPU
-    return rank_world()
-
-# %% ../nbs/03_extract.ipynb #a720e08f
-def _collective_device() -> torch.device:
-    "Where the backend needs tensors: this process's GPU for NCCL, the CPU for gloo."
-    return torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else torch.device('cpu')
-
-def all_reduce_sum(t:torch.Tensor) -> torch.Tensor:
-    "The sum of `t` over all processes (`t` itself, summed in place, when it lives where the backend needs it)."
-    if rank_world()[1] == 1: return t
-    buf = t.to(_collective_device()); dist.all_reduce(buf)
-    return buf.to(t.device)
-
-def broadcast_tensor(t:torch.Tensor, src:int=0) -> torch.Tensor:
-    "Rank `src`'s `t` on every process (same shape and dtype everywhere)."
-    if rank_world()[1] == 1: return t
-    buf = t.to(_collective_device()); dist.broadcast(buf, src)
-    return buf.to(t.device)
-
-def broadcast_object(obj, src:int=0):
-    "Rank `src`'s `obj` (anything picklable) on every process."
-    if rank_world()[1] == 1: return obj
-    box = [obj]; dist.broadcast_object_list(box, src)
-    return box[0]
-
-# %% ../nbs/03_extract.ipynb #fbfc305a
-def on_rank0(fn:Callable, *args, **kwargs):
-    "`fn(*args, **kwargs)` run on rank 0 only, its result given to every process; its errors are raised everywhere."
-    rank, world = rank_world()
-    if world == 1: return fn(*args, **kwargs)
-    result = error = None
-    if rank == 0:
-        try: result = fn(*args, **kwargs)
-        except Exception as e: error = e
-    result, msg = broadcast_object((result, None if error is None else (isinstance(error, ClvqError), str(error))))
-    if error is not None: raise error
-    if msg: raise (ClvqError if msg[0] else RuntimeError)(msg[1] if msg[0] else f"rank 0 failed: {msg[1]}")
-    return result
 
 # %% ../nbs/03_extract.ipynb #b5aa022a
 def _plan_corpus(folder:Path, tokenizer, data, text_col:str, max_length:int, chunk:int=256) -> dict:
@@ -428,7 +371,7 @@ def extract(model,               # a Hugging Face model: encoder or decoder-only
     limit = max_tokens(model, tokenizer); max_length = max_length or limit
     if max_length > limit: raise ClvqError(f"max_length={max_length} is more than the model takes ({limit} tokens): leave it out, or give at most {limit}")
     fp = fingerprint(model, tokenizer, data, layers, aggregation, dtype, max_length, task, split, text_col, label_col)
-    path = Path(path).expanduser() if path else cache_dir()/'activations'/f"{task or 'data'}-{split or 'all'}-{_sha(json.dumps(fp, sort_keys=True))}"
+    path = Path(path).expanduser() if path else cache_dir()/'activations'/f"{task or 'data'}-{split or 'all'}-{json_sha(fp)}"
     if (store := _reuse(path, fp, verbose)) is not None: return store
     tmp, training = on_rank0(_temp_folder, path), model.training
     try:

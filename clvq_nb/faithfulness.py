@@ -4,9 +4,10 @@
 
 # %% ../nbs/10_faithfulness.ipynb #87dbf770
 from __future__ import annotations
-import math
+import html, json, math
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
@@ -14,13 +15,14 @@ from torch import nn
 from sklearn.model_selection import StratifiedKFold
 from fastcore.basics import patch
 from tqdm.auto import tqdm
-from .assets import ClvqError
-from .models import default_device, max_tokens
+from .core import ClvqError, default_device, json_sha, write_atomic
+from .assets import cache_dir
+from .models import load_model, max_tokens
 from .extract import encode_words, plan_words, token_rows
 
 # %% auto #0
 __all__ = ['CONDITIONS', 'layer_stack', 'layer_module', 'feeding', 'frozen', 'integrated_gradients', 'WordAttributions',
-           'word_attributions', 'show_attributions', 'ConceptMethod', 'CLVQConcepts', 'salient_concepts',
+           'word_attributions', 'cached_saliency', 'show_attributions', 'ConceptMethod', 'salient_concepts',
            'remove_direction', 'ProbeStack', 'train_probes', 'train_probe', 'FaithfulnessResult', 'faithfulness',
            'plot_faithfulness']
 
@@ -152,13 +154,30 @@ def word_attributions(model, # a fine-tuned `*ForSequenceClassification` model
     kept = np.array([w for ws in words for w in ws], dtype=object)[plan['kept']]
     return WordAttributions(scores, offsets, [kept[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])], preds, gap)
 
+# %% ../nbs/10_faithfulness.ipynb #4880e423
+def cached_saliency(classifier:str|Path, # folder of the fine-tuned classifier (e.g. `clvq_nb.models.finetune(...)`)
+                    store, # the test `ActivationStore`
+                    layer:int, # the lower layer l
+                    steps:int=32, # Integrated-Gradients steps
+                    folder:str|Path|None=None, # cache folder; None: `cache_dir()/'saliency'`
+                    name:str|None=None, # cache file name in `folder`; None: one named by the inputs' hash
+                    device=None, progress:bool=False) -> np.ndarray: # (len(store),) index of each sentence's most salient word
+    "Each sentence's most salient word at `layer`, computed once and cached on disk (recomputed when its inputs change)."
+    key = dict(classifier=str(Path(classifier).resolve()), store=store.metadata['fingerprint'], layer=layer, steps=steps)
+    path = Path(folder or cache_dir()/'saliency')/(name or f'saliency-{json_sha(key)}.json')
+    if path.exists() and (cached := json.loads(path.read_text())).get('key') == json.loads(json.dumps(key, default=str)): return np.array(cached['salient'])
+    model, tok = load_model(classifier, num_labels=len(store.label_names), device=device)
+    salient = word_attributions(model, tok, store.texts, layer, steps=steps, progress=progress).salient
+    write_atomic(path, json.dumps(dict(key=key, salient=salient.tolist()), default=str))
+    return salient
+
 # %% ../nbs/10_faithfulness.ipynb #0ec87163
 def show_attributions(words:list, # the words of one text
                       scores:np.ndarray, # their attributions
                      ) -> str: # HTML; display it with `IPython.display.HTML`
-    "The words as HTML, each on a background whose colour and strength show its attribution."
+    "The words as HTML (escaped: a corpus is data), each on a background whose colour and strength show its attribution."
     a = np.asarray(scores, float) / (np.abs(scores).max() or 1)
-    spans = [f'<span title="{s:.3g}" style="padding:1px 3px;border-radius:3px;background:rgba({"0,160,0" if x >= 0 else "220,0,0"},{abs(x):.2f})">{w}</span>'
+    spans = [f'<span title="{s:.3g}" style="padding:1px 3px;border-radius:3px;background:rgba({"0,160,0" if x >= 0 else "220,0,0"},{abs(x):.2f})">{html.escape(w)}</span>'
              for w, s, x in zip(words, scores, a)]
     return '<div style="line-height:1.9">' + ' '.join(spans) + '</div>'
 
@@ -169,22 +188,6 @@ class ConceptMethod(Protocol):
     codebook:torch.Tensor # (K, d) all its concept vectors
     def concept_vectors(self, word_vectors:torch.Tensor) -> torch.Tensor: ... # (N, d) → (N, d): the concept of each word
     def codes(self, word_vectors:torch.Tensor) -> torch.Tensor: ... # (N, d) → (N,): the concept id of each word
-
-# %% ../nbs/10_faithfulness.ipynb #26e97484
-class CLVQConcepts:
-    "CLVQ-VAE as a concept method: a word's concept is its nearest codebook vector."
-    def __init__(self, model, # a trained `clvq_nb.clvq.CLVQVAE`
-                 name:str='CLVQ-VAE'):
-        self.model, self.name = model.eval(), name
-    @property
-    def codebook(self) -> torch.Tensor: return self.model.quantizer.codebook.detach()
-    def codes(self, word_vectors:torch.Tensor) -> torch.Tensor:
-        "Nearest code of each word vector (N, d_in) → (N,)."
-        x = torch.as_tensor(word_vectors, dtype=torch.float32, device=self.codebook.device)[:, None]
-        return self.model.encode(x, torch.ones(x.shape[:2], dtype=torch.bool, device=x.device))[:, 0]
-    def concept_vectors(self, word_vectors:torch.Tensor) -> torch.Tensor:
-        "The codebook vector of each word's nearest code."
-        return self.model.concept_vectors(self.codes(word_vectors))
 
 # %% ../nbs/10_faithfulness.ipynb #49ffff96
 def salient_concepts(method:ConceptMethod, # a concept method

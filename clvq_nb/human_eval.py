@@ -11,7 +11,7 @@ import numpy as np, pandas as pd
 import ipywidgets as widgets
 from PIL import Image
 from fastcore.basics import patch
-from .assets import ClvqError, write_atomic
+from .core import ClvqError, write_atomic, write_json
 from .concepts import OUTCOMES, outcomes, assign_codes, image_data_uri, _check_outcome_inputs
 
 # %% auto #0
@@ -113,7 +113,7 @@ def _write_sheet(key:pd.DataFrame, clouds:dict, labels:list, folder:Path) -> She
     for r in items.itertuples(): write_atomic(folder/r.image, _png(clouds[r.method, r.code]))
     items = items.drop(columns='code')
     write_atomic(folder/'sheet.csv', items.to_csv(index=False))
-    write_atomic(folder/'sheet.json', json.dumps(dict(labels=labels), indent=1))
+    write_json(folder/'sheet.json', dict(labels=labels))
     write_atomic(folder/'key.csv', key.to_csv(index=False))
     sheet = Sheet(items, key, labels, folder)
     write_atomic(folder/'sheet.html', sheet_html(sheet))

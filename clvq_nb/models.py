@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_models.ipynb #b3e96d69
 from __future__ import annotations
-import hashlib, json, math, os, tempfile, time, warnings
+import json, math, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -14,27 +14,14 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelF
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 from tqdm.auto import tqdm
 import clvq_nb
-from .assets import ClvqError, cache_dir, fetch
+from .core import ClvqError, default_device, json_sha, write_folder
+from .assets import cache_dir, fetch
 from .data import load_task
 
 # %% auto #0
-__all__ = ['MODELS', 'default_device', 'write_folder', 'gguf_to_hf', 'smollm2_path', 'EmbeddedModel', 'model_path',
-           'is_decoder_only', 'load_config', 'prepend_bos', 'load_tokenizer', 'load_model', 'max_tokens', 'encode',
-           'collate', 'predict_logits', 'predict', 'finetune_key', 'train_classifier', 'accuracy', 'finetune']
-
-# %% ../nbs/02_models.ipynb #aab50901
-def default_device() -> torch.device:
-    "CUDA when available, else the CPU."
-    return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-
-# %% ../nbs/02_models.ipynb #9437e665
-def write_folder(dest:Path, write:Callable) -> Path:
-    "Make folder `dest` by calling `write(tmp)` on a temporary folder beside it, then renaming it into place."
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f'.{dest.name}-') as tmp:
-        stage = Path(tmp)/'stage'; stage.mkdir(); write(stage)
-        if not dest.exists(): os.replace(stage, dest)
-    return dest
+__all__ = ['MODELS', 'gguf_to_hf', 'smollm2_path', 'EmbeddedModel', 'model_path', 'is_decoder_only', 'load_config', 'prepend_bos',
+           'load_tokenizer', 'load_model', 'max_tokens', 'encode', 'collate', 'predict_logits', 'predict',
+           'finetune_key', 'train_classifier', 'accuracy', 'finetune']
 
 # %% ../nbs/02_models.ipynb #852cf2e9
 def gguf_to_hf(gguf:Path, dest:Path) -> Path:
@@ -173,7 +160,7 @@ def _batches(lengths:np.ndarray, batch_size:int, rng:np.random.Generator) -> lis
 def finetune_key(settings:dict) -> str:
     "A short hash of the settings and the library versions that the fine-tuned weights depend on."
     versions = dict(torch=torch.__version__, transformers=transformers.__version__, clvq_nb=clvq_nb.__version__)
-    return hashlib.sha256(json.dumps(dict(settings, versions=versions), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return json_sha(dict(settings, versions=versions))
 
 # %% ../nbs/02_models.ipynb #36e62471
 def train_classifier(model, tokenizer, texts:list, labels:np.ndarray, epochs:float=1, lr:float=1e-4, batch_size:int=32,

@@ -9,9 +9,7 @@ from dataclasses import dataclass
 import torch, torch.nn as nn, torch.nn.functional as F
 from torch import Tensor
 from fastcore.basics import patch
-from .assets import ClvqError
-from .models import default_device
-from .extract import all_reduce_sum, broadcast_tensor, rank_world
+from .core import ClvqError, all_reduce_sum, as_vectors, broadcast_tensor, default_device, rank_world
 
 # %% auto #0
 __all__ = ['INIT_METHODS', 'sq_distances', 'nearest_centroid', 'kmeanspp_seeds', 'lloyd', 'kmeans_init', 'mean_cosine',
@@ -71,12 +69,10 @@ def lloyd(x:Tensor, centroids:Tensor, iters:int=50, tol:float=1e-3, spherical:bo
     return centroids, idx
 
 # %% ../nbs/05_quantizer.ipynb #711c052d
-def _as_vectors(x, num_codes:int, device) -> Tensor:
+def _clustering_input(x, num_codes:int, device) -> Tensor:
     "`x` as a finite fp32 (N, d) tensor on `device` with at least `num_codes` rows."
-    x = torch.as_tensor(x)
-    if x.ndim != 2: raise ClvqError(f"expected vectors of shape (N, d), got {tuple(x.shape)}: flatten the batch and keep the real positions, e.g. z[mask]")
+    x = as_vectors(x, device)
     if len(x) < num_codes: raise ClvqError(f"{len(x)} vectors cannot initialise {num_codes} codes: use more vectors or fewer codes")
-    x = x.to(device=device, dtype=torch.float32)
     if not torch.isfinite(x).all(): raise ClvqError("the vectors contain NaN or inf: check the activations before clustering")
     return x
 
@@ -103,7 +99,7 @@ def kmeans_init(x:Tensor, # (N, d) vectors, e.g. encoder outputs at real positio
     if method not in INIT_METHODS: raise ClvqError(f"unknown init method {method!r}: use one of {', '.join(INIT_METHODS)}")
     out = x.device if isinstance(x, Tensor) else torch.device('cpu')
     dev = torch.device(device) if device else default_device()
-    x = _as_vectors(x, num_codes, dev); g = torch.Generator(dev).manual_seed(seed)
+    x = _clustering_input(x, num_codes, dev); g = torch.Generator(dev).manual_seed(seed)
     if method == 'random': return x[torch.randperm(len(x), generator=g, device=dev)[:num_codes]].to(out)
     norms = x.norm(dim=1)
     if method == 'spherical':

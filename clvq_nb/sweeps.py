@@ -4,17 +4,20 @@
 
 # %% ../nbs/11_layer_pairs.ipynb #14f23332
 from __future__ import annotations
-import dataclasses, hashlib, json, time
+import dataclasses, json, time
+from dataclasses import dataclass, field
 from pathlib import Path
-import numpy as np, pandas as pd, torch
-from .assets import ClvqError, cache_dir, write_atomic
+import numpy as np, pandas as pd
+from .core import ClvqError, json_sha, write_atomic
+from .assets import cache_dir
 from .clvq import CLVQConfig
 from .train import TrainConfig, preset, train
-from .faithfulness import CLVQConcepts, salient_concepts, faithfulness, word_attributions
+from .baselines import VQConcepts
+from .faithfulness import salient_concepts, faithfulness
 
 # %% auto #0
-__all__ = ['sweep_config', 'cached_saliency', 'sweep_stores', 'eraser_stores', 'faithfulness_row', 'mean_std', 'run_row',
-           'run_dir', 'history_path', 'run_sweep', 'compare_methods']
+__all__ = ['EXPERIMENTS', 'sweep_config', 'sweep_stores', 'eraser_stores', 'Experiment', 'experiment_stores', 'faithfulness_row',
+           'mean_std', 'run_row', 'run_dir', 'history_path', 'run_sweep', 'compare_methods']
 
 # %% ../nbs/11_layer_pairs.ipynb #c856febd
 _MODEL_KEYS = {f.name for f in dataclasses.fields(CLVQConfig)} - {'seed'}
@@ -35,33 +38,11 @@ def sweep_config(setting:dict, # overrides, e.g. dict(num_codes=800) or dict(lay
     if 'seed' in s: model['seed'] = top['seed'] = s['seed']
     return preset(preset_name, s['layer_in'], s['layer_out'], model=model, **top)
 
-# %% ../nbs/11_layer_pairs.ipynb #85c7c2a7
-def _sha(obj) -> str:
-    "Short hash of a JSON-serialisable object."
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-def cached_saliency(classifier:str|Path, # folder of the fine-tuned classifier (e.g. `clvq_nb.models.finetune(...)`)
-                    store, # the test `ActivationStore`
-                    layer:int, # the lower layer l
-                    steps:int=32, # Integrated-Gradients steps
-                    folder:str|Path|None=None, # cache folder; None: `cache_dir()/'saliency'`
-                    name:str|None=None, # cache file name in `folder`; None: one named by the inputs' hash
-                    device=None, progress:bool=False) -> np.ndarray: # (len(store),) index of each sentence's most salient word
-    "Each sentence's most salient word at `layer`, computed once and cached on disk (recomputed when its inputs change)."
-    from clvq_nb.models import load_model
-    key = dict(classifier=str(Path(classifier).resolve()), store=store.metadata['fingerprint'], layer=layer, steps=steps)
-    path = Path(folder or cache_dir()/'saliency')/(name or f'saliency-{_sha(key)}.json')
-    if path.exists() and (cached := json.loads(path.read_text())).get('key') == json.loads(json.dumps(key, default=str)): return np.array(cached['salient'])
-    model, tok = load_model(classifier, num_labels=len(store.label_names), device=device)
-    salient = word_attributions(model, tok, store.texts, layer, steps=steps, progress=progress).salient
-    write_atomic(path, json.dumps(dict(key=key, salient=salient.tolist()), default=str))
-    return salient
-
 # %% ../nbs/11_layer_pairs.ipynb #7dcf6eff
-def sweep_stores(model:str='minilm', # base model to fine-tune (registry name, folder or hub id)
-                 task:str='sentiment', # a task of `clvq_nb.data.TASKS`
-                 layers:tuple=(0, 2, 4, 6), # layers to extract
-                 train_sentences:int|None=800, # the first this many training sentences; None: all
+def sweep_stores(model:str, # base model to fine-tune (registry name, folder or hub id)
+                 task:str, # a task of `clvq_nb.data.TASKS`
+                 layers:tuple, # layers to extract
+                 train_sentences:int|None, # the first this many training sentences; None: all
                  data_path:str|Path|None=None, # `path=` of `load_task`: a local copy of the task's data (e.g. Jigsaw offline)
                  finetune_options:dict|None=None, # options of `clvq_nb.models.finetune`, e.g. dict(lr=5e-5, max_train=800)
                  device=None) -> tuple: # (classifier folder, train store, test store)
@@ -77,9 +58,9 @@ def sweep_stores(model:str='minilm', # base model to fine-tune (registry name, f
 
 # %% ../nbs/11_layer_pairs.ipynb #4a219cf1
 def eraser_stores(data_path:str|Path, # the release's `eraser-movie` folder: unlabelled `train.txt`, labelled `dev.json`
-                  model:str='minilm', # base model of the `sentiment` classifier (registry name, folder or hub id)
-                  layers:tuple=(0, 2, 4, 6), # layers to extract
-                  train_sentences:int|None=800, # the first this many sentences of `train.txt`; None: all
+                  model:str, # base model of the `sentiment` classifier (registry name, folder or hub id)
+                  layers:tuple, # layers to extract
+                  train_sentences:int|None, # the first this many sentences of `train.txt`; None: all
                   finetune_options:dict|None=None, # options of `clvq_nb.models.finetune`
                   device=None) -> tuple: # (classifier folder, train store, test store)
     "The paper's ERASER protocol: CLVQ-VAE trains on `train.txt`, faithfulness uses all of `dev.json`; every step is cached."
@@ -97,6 +78,36 @@ def eraser_stores(data_path:str|Path, # the release's `eraser-movie` folder: unl
     train_store = extract(clf, tok, datasets.Dataset.from_dict({'text': lines}), list(layers), task='eraser-movie',
                           split=f'train.txt[:{len(lines)}]', label_col=None, verbose=False)
     return classifier, train_store, extract(clf, tok, to_datasetdict(frames, names)['test'], list(layers), task='eraser-movie', split='dev', verbose=False)
+
+# %% ../nbs/11_layer_pairs.ipynb #2c386208
+@dataclass(frozen=True)
+class Experiment:
+    "One setting of the paper's tables: a classifier, its training and test sentences, the layer pair l → h."
+    model:str # base model of the classifier (registry name, folder or hub id)
+    task:str # a task of `clvq_nb.data.TASKS`; 'eraser-movie' follows the release's protocol (`eraser_stores`)
+    pair:tuple # the layer pair (l, h) of the main tables
+    layers:tuple # the layers its stores hold
+    data:str|None=None # folder of the data under the release's data folder (ERASER, Jigsaw); None: packaged
+    train_sentences:int=800 # CLVQ-VAE trains on the first this many training sentences
+    finetune_options:dict=field(default_factory=dict) # options of `clvq_nb.models.finetune`
+
+EXPERIMENTS = {
+    'minilm_eraser': Experiment('minilm', 'eraser-movie', (4, 6), (0, 2, 4, 6), data='eraser-movie'),
+    'minilm_sentiment': Experiment('minilm', 'sentiment', (4, 6), (0, 2, 4, 6)),
+    'minilm_topics': Experiment('minilm', 'topics', (4, 6), (0, 2, 4, 6)),
+    'minilm_jigsaw': Experiment('minilm', 'jigsaw', (4, 6), (0, 2, 4, 6), data='jigsaw'),
+    'smollm2_sentiment': Experiment('smollm2', 'sentiment', (20, 30), (20, 30), finetune_options=dict(lr=5e-5, max_train=800))}
+
+# %% ../nbs/11_layer_pairs.ipynb #b67a5526
+def experiment_stores(name:str, # a key of `EXPERIMENTS`
+                      release:str|Path, # the folder of the release's data (`eraser-movie/`, `jigsaw/`)
+                      layers:tuple|None=None, # layers the stores hold; None: the experiment's
+                      device=None) -> tuple: # (classifier folder, train store, test store)
+    "The classifier and stores of experiment `name`, built once and cached."
+    if name not in EXPERIMENTS: raise ClvqError(f"unknown experiment {name!r}: use one of {', '.join(EXPERIMENTS)}")
+    e = EXPERIMENTS[name]; data = Path(release)/e.data if e.data else None; layers = layers or e.layers
+    if e.task == 'eraser-movie': return eraser_stores(data, e.model, layers, e.train_sentences, e.finetune_options, device)
+    return sweep_stores(e.model, e.task, layers, e.train_sentences, data, e.finetune_options, device)
 
 # %% ../nbs/11_layer_pairs.ipynb #684a5be9
 _CONDITIONS = {'original': 'original', 'perturbed': 'perturbed', 'random Gaussian direction': 'random', 'random code': 'random_code'}
@@ -133,7 +144,7 @@ def run_row(result, # a `TrainResult`
     return dict(**{k: c[k] for k in _CONFIG_COLUMNS}, epochs=m['epochs'], best_epoch=m['best_epoch'], train_seconds=m['train_seconds'],
                 **{f'val_{k}': v[k] for k in ('loss', 'mse', 'fvu', 'perplexity', 'utilisation', 'used_fraction', 'dead_codes')},
                 **{f'bottleneck_{k}': m['bottleneck'][k] for k in ('real', 'shuffled', 'no_memory')},
-                **faithfulness_row(CLVQConcepts(result.model), test_store, cfg.layer_in, salient, folds, cfg.seed, device))
+                **faithfulness_row(VQConcepts(result.model, cfg.layer_in), test_store, cfg.layer_in, salient, folds, cfg.seed, device))
 
 # %% ../nbs/11_layer_pairs.ipynb #b4ab4890
 def _append_csv(path:Path, rows:pd.DataFrame):
@@ -143,7 +154,7 @@ def _append_csv(path:Path, rows:pd.DataFrame):
 
 def run_dir(train_store, cfg:TrainConfig, runs_dir:str|Path|None=None) -> Path:
     "The folder of the training run of `cfg` on `train_store`: named by both, under `runs_dir` (None: `cache_dir()/'sweeps'`)."
-    return Path(runs_dir or cache_dir()/'sweeps')/_sha(dict(config=cfg.to_dict(), data=train_store.metadata['fingerprint']))
+    return Path(runs_dir or cache_dir()/'sweeps')/json_sha(dict(config=cfg.to_dict(), data=train_store.metadata['fingerprint']))
 
 def history_path(out_csv:str|Path) -> Path:
     "Where `run_sweep` keeps the per-epoch history of the rows of `out_csv`."
@@ -167,7 +178,7 @@ def run_sweep(train_store, # `ActivationStore` the CLVQ-VAEs train on
         cfg = sweep_config(setting, base, preset_name)
         if cfg.layer_in not in salient: raise ClvqError(f"no salient words for layer {cfg.layer_in}: pass salient={{{cfg.layer_in}: cached_saliency(classifier, test_store, {cfg.layer_in})}}.")
         run = run_dir(train_store, cfg, runs_dir)
-        key = _sha(dict(run=run.name, test=test_store.metadata['fingerprint'], salient=np.asarray(salient[cfg.layer_in]).tolist(), folds=folds))
+        key = json_sha(dict(run=run.name, test=test_store.metadata['fingerprint'], salient=np.asarray(salient[cfg.layer_in]).tolist(), folds=folds))
         if key in done: continue
         t = time.perf_counter(); res = train(train_store, cfg, run, device=device, progress=progress)
         row = dict(key=key, setting=json.dumps(setting, sort_keys=True), **run_row(res, cfg, test_store, salient[cfg.layer_in], folds, device),

@@ -14,9 +14,7 @@ import numpy as np, torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
-from .assets import ClvqError
-from .models import default_device
-from .extract import all_reduce_sum, init_distributed, on_rank0, rank_world
+from .core import ClvqError, all_reduce_sum, default_device, init_distributed, on_rank0, rank_world, write_atomic, write_json
 from .quantizer import code_usage_stats
 from .clvq import CLVQConfig, CLVQVAE, bottleneck_check, evaluating, save_checkpoint, load_checkpoint
 
@@ -176,10 +174,6 @@ def evaluate(model:CLVQVAE, batches,
     return dict(loss=mse + commit / n, mse=mse, commitment=commit / n, fvu=fvu, **code_usage_stats(counts))
 
 # %% ../nbs/08_train.ipynb #9c727b6e
-def _write_json(path:Path, obj):
-    "Write JSON atomically."
-    tmp = path.with_name(f'.{path.name}.tmp'); tmp.write_text(json.dumps(obj, indent=1)); os.replace(tmp, path)
-
 def _save_epoch(run:Path, model, opt, sched, state:dict, history:list):
     "Write epoch `state['epoch']`'s checkpoint folder atomically, point latest.json at it, drop older ones."
     ckpts = run/'checkpoints'; name = f"epoch-{state['epoch']:03d}"
@@ -187,7 +181,7 @@ def _save_epoch(run:Path, model, opt, sched, state:dict, history:list):
     save_checkpoint(model, tmp/'model.safetensors', extra=dict(epoch=state['epoch']))
     torch.save(dict(optimizer=opt.state_dict(), scheduler=sched.state_dict(), state=state, history=history), tmp/'train_state.pt')
     shutil.rmtree(ckpts/name, ignore_errors=True); os.replace(tmp, ckpts/name)
-    _write_json(run/'latest.json', dict(checkpoint=name, epoch=state['epoch']))
+    write_json(run/'latest.json', dict(checkpoint=name, epoch=state['epoch']))
     for old in ckpts.glob('epoch-*'):
         if old.name != name: shutil.rmtree(old, ignore_errors=True)
 
@@ -248,7 +242,7 @@ def _start_run(run:Path, cfg:TrainConfig, store) -> None:
     if (run/'run.json').exists():
         if json.loads((run/'run.json').read_text()) != spec:
             raise ClvqError(f"{run} holds a run with other settings or data; pass another run folder, or delete it to start over.")
-    else: run.mkdir(parents=True, exist_ok=True); _write_json(run/'run.json', spec)
+    else: run.mkdir(parents=True, exist_ok=True); write_json(run/'run.json', spec)
 
 def _epoch_record(epoch:int, tr:dict, va:dict, model:CLVQVAE, opt, seconds:float, words:int) -> dict:
     "One row of the history."
@@ -256,10 +250,6 @@ def _epoch_record(epoch:int, tr:dict, va:dict, model:CLVQVAE, opt, seconds:float
                 **{f'val_{k}': va[k] for k in ('loss', 'mse', 'commitment', 'fvu', 'perplexity', 'used_fraction', 'dead_codes')},
                 unused_steps_dead=model.quantizer.dead_codes, alpha=model.encoder.alpha.item(), lr=opt.param_groups[0]['lr'],
                 seconds=seconds, words_per_s=words / seconds)
-
-def _write_csv(path:Path, history:list):
-    "Write the history table atomically."
-    tmp = path.with_name(f'.{path.name}.tmp'); pd.DataFrame(history).to_csv(tmp, index=False); os.replace(tmp, path)
 
 def state_sha(model:torch.nn.Module) -> str:
     "sha256 of a model's parameters and buffers, without its sampler state (which is each process's own)."
@@ -320,7 +310,7 @@ def train(store, # an `ActivationStore` holding both layers of the pair
         if rank == 0:  # one writer; every process holds the same model
             if better: save_checkpoint(model, run/'best.safetensors', extra=dict(epoch=epoch + 1))
             _save_epoch(run, model, opt, sched, state, history)
-            _write_csv(run/'history.csv', history)
+            write_atomic(run/'history.csv', pd.DataFrame(history).to_csv(index=False))
         if progress: print(_summary(rec))
         if on_epoch_end: on_epoch_end(rec)
     return _finish(run, va, cfg, device)
@@ -334,7 +324,7 @@ def _write_metrics(run:Path, va:SentencePairs, cfg:TrainConfig, device):
                    validation=evaluate(model, va.batches(cfg.batch_size, device=device)),
                    bottleneck=bottleneck_check(model, va.batches(cfg.batch_size, device=device), seed=cfg.seed))
     if (world := rank_world()[1]) > 1: metrics['processes'] = world
-    _write_json(run/'metrics.json', metrics)
+    write_json(run/'metrics.json', metrics)
 
 def _finish(run:Path, va:SentencePairs, cfg:TrainConfig, device) -> TrainResult:
     "Write metrics.json on rank 0, then load the finished run on every process."

@@ -115,3 +115,29 @@ def test_errors_are_one_line(tmp_path, args, message):
     assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
     lines = r.stderr.strip().splitlines()
     assert lines[-1].startswith('clvq: error:') and message in lines[-1] and 'Traceback' not in r.stderr, r.stderr[-2000:]
+
+def test_corpus_markup_is_escaped(tmp_path):
+    "A corpus whose words hold markup and quotes, through `clvq run` (tiny BERT): the report and the attribution view show them as text."
+    import csv
+    from clvq_nb.testing import one_word_task, tiny_bert
+    texts, labels = one_word_task(200, seed=3)
+    hostile = ['<script>alert(1)</script>', '"quoted"', '<b>bold</b>', "it's&amp;"]
+    texts = [f"{t} {' '.join(hostile)}" for t in texts]  # every sentence holds each, so they reach the top words and the outcome grid
+    with open(tmp_path/'corpus.csv', 'w', newline='') as f: csv.writer(f).writerows([('text', 'label'), *zip(texts, labels)])
+    out = tmp_path/'run'
+    r = subprocess.run(['clvq', 'run', '--out', out, '--model', tiny_bert(), '--task', 'file', '--data', tmp_path/'corpus.csv', '--layers', '1', '2',
+                        '--epochs', '1', '--codes', '8', '--folds', '2', '--ig-steps', '2', '--clouds', '4', '--grid', '2'],
+                       capture_output=True, text=True, env={**ENV, 'CLVQ_CACHE': str(tmp_path/'cache')}, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    page = (out/'report.html').read_text()
+    for raw in hostile: assert raw not in page, raw
+    assert '&lt;script&gt;alert(1)&lt;/script&gt;' in page and ('&quot;quoted&quot;' in page or '&#34;quoted&#34;' in page)
+    from clvq_nb.extract import ActivationStore
+    from clvq_nb.faithfulness import show_attributions, word_attributions
+    from clvq_nb.models import load_model
+    store = ActivationStore(out/'stores'/'test')
+    model, tok = load_model(json.loads((out/'finetune.json').read_text())['finetuned'], num_labels=2, device='cpu')
+    wa = word_attributions(model, tok, store.texts[:8], 1, steps=2, progress=False)
+    view = ''.join(show_attributions(*wa.sentence(i)) for i in range(8))
+    for raw in hostile: assert raw not in view, raw
+    assert '&lt;script&gt;alert(1)&lt;/script&gt;' in view and '&quot;quoted&quot;' in view

@@ -18,9 +18,10 @@ WORKER = '''
 import json, sys, torch
 from pathlib import Path
 import clvq_nb.train as T
-from clvq_nb.assets import ClvqError
+from clvq_nb.core import ClvqError
 from clvq_nb.data import load_task
-from clvq_nb.extract import extract, init_distributed
+from clvq_nb.extract import extract
+from clvq_nb.core import init_distributed
 from clvq_nb.models import load_model
 
 def tiny(**model): return T.preset('demo', 4, 6, max_epochs=2, batch_size=16, model=dict(num_codes=16, decoder_layers=1, decoder_ff=64) | model)

@@ -32,7 +32,7 @@ from nbdev.doclinks import _nbpath2html, nbglob
 from nbdev.process import NBProcessor
 from nbdev.processors import FilterDefaults, add_fold, add_show_docs, exec_show_docs, insert_warning
 from nbdev.test import _keep_file
-from clvq_nb.assets import write_atomic
+from clvq_nb.core import write_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
 SITE = ROOT/'_site'

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The project's test command: the library and README match the notebooks, the notebooks are clean,
-# every notebook's fast path runs (`nbdev_test`), the offline docs site is built in _site/ (tools/docs.py executes the
-# notebooks again, keeping their outputs), then pytest runs tests/ (its summary line is the last line), including the
-# browser tests of JupyterLab and of that site.
+# The project's test command: the library and README match the notebooks, the notebooks are clean, every notebook's
+# fast path runs once (tools/docs.py executes each exactly as `nbdev_test` does, failing the same way, and renders the
+# executed notebooks to the offline docs site in _site/), then pytest runs tests/ (its summary line is the last line),
+# including the browser tests of JupyterLab and of that site.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 before=$(git status --porcelain -- nbs clvq_nb README.md 2>/dev/null || true)
@@ -17,6 +17,5 @@ if [ "$before" != "$after" ]; then
   exit 1
 fi
 export PYTHONUNBUFFERED=1 TOKENIZERS_PARALLELISM=false
-nbdev_test --n_workers "${NBDEV_WORKERS:-1}" --timing
-python tools/docs.py --n_workers "${NBDEV_WORKERS:-1}"
+python tools/docs.py --n_workers "${NBDEV_WORKERS:-1}" --timing
 python -m pytest -q tests
