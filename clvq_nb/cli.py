@@ -72,7 +72,9 @@ def main(argv:list|None=None) -> int:
         cfg = config_from_args(args)
         if args.command == 'run':
             m = run_pipeline(cfg)
-            print(key_numbers(m).to_string(index=False)); print(f"report: {cfg.out}/report.html")
+            print(key_numbers(m).to_string(index=False))
+            if m.get('bypass'): print(m['bypass'])
+            print(f"report: {cfg.out}/report.html")
         else: print(json.dumps(run_stage(cfg, args.command), indent=1, default=str))
     except ClvqError as e:
         if args.debug: raise

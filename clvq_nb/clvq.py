@@ -13,17 +13,18 @@ from torch import nn
 from fastcore.basics import patch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from .core import ClvqError, default_device
+from .core import ClvqError, broadcast_tensor, default_device, rank_world
 from .encoder import AdaptiveResidualEncoder, check_alpha
 from .quantizer import INIT_METHODS, VectorQuantizer, check_quantizer_options
 from .decoder import CrossLayerDecoder
 
 # %% auto #0
-__all__ = ['INIT_ON', 'CHECKPOINT_FORMAT', 'CLVQConfig', 'CLVQVAE', 'CLVQOutput', 'masked_mse', 'save_checkpoint',
-           'load_checkpoint', 'evaluating', 'bottleneck_check']
+__all__ = ['INIT_ON', 'MEMORIES', 'SKIPS', 'CHECKPOINT_FORMAT', 'BYPASS_RATIO', 'CLVQConfig', 'CLVQVAE', 'ridge_fit',
+           'CLVQOutput', 'masked_mse', 'save_checkpoint', 'load_checkpoint', 'evaluating', 'bottleneck_check',
+           'code_ratio', 'bypass_note']
 
 # %% ../nbs/07_clvq.ipynb #48155a62
-INIT_ON = ('input', 'encoder')
+INIT_ON, MEMORIES, SKIPS = ('input', 'encoder'), ('encoder', 'codes', 'none'), ('none', 'linear')
 
 @dataclass
 class CLVQConfig:
@@ -48,6 +49,9 @@ class CLVQConfig:
     decoder_ff:int=2048 # feed-forward width
     dropout:float=0.1 # decoder dropout
     decoder_norm_first:bool=False # pre-layer-norm decoder instead of the release's post-norm
+    memory:str='encoder' # what the decoder cross-attends to: 'encoder' (z_e, the paper), 'codes' (the quantized sequence) or 'none'
+    memory_dropout:float=0.0 # with memory='encoder': share of training sentences whose memory is zeroed
+    skip:str='none' # 'linear': a linear map of x added to the decoder's output (the skip-transcoder idea); 'none' (the paper)
     seed:int=42 # seeds parameter init, k-means and the code sampler
     def __post_init__(self): self.validate()
 
@@ -59,6 +63,14 @@ def validate(self:CLVQConfig):
     check_alpha(self.alpha_mode, self.alpha_max, self.fixed_alpha)
     if self.init not in INIT_METHODS: raise ClvqError(f"init={self.init!r} is unknown; use one of {INIT_METHODS}.")
     if self.init_on not in INIT_ON: raise ClvqError(f"init_on={self.init_on!r} is unknown; use one of {INIT_ON}.")
+    if self.memory not in MEMORIES: raise ClvqError(f"memory={self.memory!r} is unknown; use one of {MEMORIES}.")
+    if self.skip not in SKIPS: raise ClvqError(f"skip={self.skip!r} is unknown; use one of {SKIPS}.")
+    if not 0 <= self.memory_dropout < 1: raise ClvqError(f"memory_dropout={self.memory_dropout} must lie in [0, 1).")
+    if self.memory_dropout and self.memory != 'encoder':
+        raise ClvqError(f"memory_dropout={self.memory_dropout} drops the encoder memory, but memory={self.memory!r}: set memory='encoder', or memory_dropout=0.")
+    if self.num_codes == 1 and self.memory != 'encoder' and self.skip == 'none':
+        raise ClvqError(f"with one code, memory={self.memory!r} and no skip, nothing carries a word's vector to the decoder, so every "
+                        "reconstruction is the same: use more codes, skip='linear', or memory='encoder'.")
 
 @patch
 def to_dict(self:CLVQConfig) -> dict:
@@ -89,6 +101,9 @@ class CLVQVAE(nn.Module):
                                              c.decay, c.eps, c.revive_dead, c.dead_threshold, c.seed)
             self.decoder = CrossLayerDecoder(d_in, d_out, c.decoder_layers, c.decoder_heads, c.decoder_ff, c.dropout,
                                              c.decoder_norm_first)
+            self.skip = nn.Linear(d_in, d_out) if c.skip == 'linear' else None
+            if self.skip is not None:  # the skip is set by `init_skip`; the decoder's output starts at zero, so the model starts as the skip
+                for p in (self.skip.weight, self.skip.bias, self.decoder.proj.weight, self.decoder.proj.bias): nn.init.zeros_(p)
 
 # %% ../nbs/07_clvq.ipynb #58adaf36
 @patch
@@ -107,6 +122,33 @@ def init_codebook(self:CLVQVAE, x:torch.Tensor, mask:torch.Tensor|None=None) -> 
     "Initialise the quantizer's codebook by `config.init` k-means on a sample `x` (B, T, d_in) or (N, d_in); return it."
     self.quantizer.init_codebook(self.init_vectors(x, mask), method=self.config.init)
     return self.quantizer.codebook.detach().clone()
+
+# %% ../nbs/07_clvq.ipynb #9fe5f95f
+def ridge_fit(chunks, # iterable of (x (n, d_in), y (n, d_out)) tensors
+              lam:float=1e-4, # ridge penalty, relative to the mean eigenvalue of x's covariance
+             ) -> tuple[torch.Tensor, torch.Tensor]: # W (d_in, d_out) and b (d_out,), float32, with y ≈ x @ W + b
+    "Closed-form ridge regression of y on x over streamed chunks (sums in float64)."
+    n, sx, sy, sxx, sxy = 0, 0., 0., 0., 0.
+    for x, y in chunks:
+        x, y = x.double(), y.double(); n += len(x)
+        sx, sy, sxx, sxy = sx + x.sum(0), sy + y.sum(0), sxx + x.T @ x, sxy + x.T @ y
+    if n < 2: raise ClvqError(f"ridge_fit got {n} vectors: pass at least two (x, y) rows.")
+    mx, my = sx / n, sy / n
+    cxx, cxy = sxx - n * torch.outer(mx, mx), sxy - n * torch.outer(mx, my)
+    w = torch.linalg.solve(cxx + lam * torch.trace(cxx) / len(cxx) * torch.eye(len(cxx), dtype=cxx.dtype, device=cxx.device), cxy)
+    return w.float(), (my - mx @ w).float()
+
+# %% ../nbs/07_clvq.ipynb #cfd2e68d
+@patch
+def init_skip(self:CLVQVAE, x:torch.Tensor, # (N, d_in) lower-layer word vectors (on rank 0; ignored elsewhere)
+              y:torch.Tensor, # (N, d_out) the same words at the higher layer
+              lam:float=1e-4): # see `ridge_fit`
+    "Start the linear skip at the ridge map from x to y."
+    if self.skip is None: raise ClvqError("the model has no skip to initialise: build it with skip='linear'.")
+    w, b = ridge_fit([(x, y)], lam) if rank_world()[0] == 0 else (self.skip.weight.T, self.skip.bias)
+    with torch.no_grad():
+        self.skip.weight.copy_(broadcast_tensor(w.T.contiguous().to(self.skip.weight))); self.skip.bias.copy_(broadcast_tensor(b.to(self.skip.bias)))
+    return self
 
 # %% ../nbs/07_clvq.ipynb #7011298c
 @dataclass
@@ -144,9 +186,26 @@ def forward(self:CLVQVAE,
     self._check_inputs(x, mask, y); mask = mask.bool()
     z_e = self.encoder(x, mask)
     q = self.quantizer(z_e, mask)
-    recon = self.decoder(q.z_q, z_e, mask)
+    recon = self.decode(q.z_q, self.memory(z_e, q.z_q), x, mask)
     mse = None if y is None else masked_mse(recon, y, mask)
     return CLVQOutput(recon, z_e, q.z_q, q.codes, mse, q.commitment, None if y is None else mse + q.loss, q.counts)
+
+# %% ../nbs/07_clvq.ipynb #98791290
+@patch
+def memory(self:CLVQVAE, z_e:torch.Tensor, z_q:torch.Tensor) -> torch.Tensor:
+    "What the decoder cross-attends to, per `config.memory`; while training, `memory_dropout` zeroes z_e of some sentences."
+    kind, p = self.config.memory, self.config.memory_dropout
+    if kind == 'codes': return z_q
+    if kind == 'none': return torch.zeros_like(z_e)
+    if self.training and p: return z_e * (torch.rand(len(z_e), 1, 1, device=z_e.device) >= p)
+    return z_e
+
+@patch
+def decode(self:CLVQVAE, z_q:torch.Tensor, memory:torch.Tensor, x:torch.Tensor, mask:torch.Tensor) -> torch.Tensor:
+    "The reconstruction (B, T, d_out): the decoder on z_q and `memory`, plus the linear skip of x if there is one; zero at padding."
+    recon = self.decoder(z_q, memory, mask)
+    if self.skip is None: return recon
+    return recon + torch.where(mask.unsqueeze(-1), self.skip(x), torch.zeros((), dtype=recon.dtype, device=recon.device))
 
 # %% ../nbs/07_clvq.ipynb #b49f0635
 @patch
@@ -214,8 +273,24 @@ def bottleneck_check(model:CLVQVAE, # a trained model
             x, y, mask = x.to(dev), y.to(dev), mask.to(dev).bool()
             z_e, codes = model.encoder(x, mask), model.encode(x, mask)
             shuffled = codes.clone(); shuffled[mask] = codes[mask][torch.randperm(int(mask.sum()), generator=g).to(dev)]
-            for key, z_q, memory in (('real', codes, z_e), ('shuffled', shuffled, z_e), ('no_memory', codes, torch.zeros_like(z_e))):
-                sse[key] += (model.decoder(model.concept_vectors(z_q), memory, mask) - y)[mask].pow(2).sum().item()
+            for key, c, no_memory in (('real', codes, False), ('shuffled', shuffled, False), ('no_memory', codes, True)):
+                z_q = model.concept_vectors(c)
+                memory = torch.zeros_like(z_e) if no_memory else model.memory(z_e, z_q)
+                sse[key] += (model.decode(z_q, memory, x, mask) - y)[mask].pow(2).sum().item()
             n += int(mask.sum()) * y.shape[-1]
     if not n: raise ClvqError("bottleneck_check got no real positions: pass at least one (x, y, mask) batch.")
     return {k: v / n for k, v in sse.items()}
+
+# %% ../nbs/07_clvq.ipynb #f01d8397
+BYPASS_RATIO = 1.05
+
+def code_ratio(bottleneck:dict) -> float:
+    "Shuffled-code MSE over real-code MSE: how much the reconstruction depends on the codes (1: not at all)."
+    return bottleneck['shuffled'] / bottleneck['real']
+
+def bypass_note(bottleneck:dict) -> str|None:
+    "One plain sentence when the reconstruction barely depends on the codes (code ratio below `BYPASS_RATIO`), else None."
+    r = code_ratio(bottleneck)
+    if r >= BYPASS_RATIO: return None
+    return (f"The codes are bypassed: shuffling them raises the reconstruction error by only {r - 1:.1%}, so the decoder rebuilds "
+            "layer h without them and the concepts explain little of it (notebook 07).")

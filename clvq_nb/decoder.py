@@ -39,7 +39,8 @@ class CrossLayerDecoder(nn.Module):
         super().__init__()
         check_heads(d, nhead)
         layer = nn.TransformerDecoderLayer(d, nhead, dim_feedforward, dropout, batch_first=True, norm_first=norm_first)
-        self.decoder, self.proj = nn.TransformerDecoder(layer, num_layers), nn.Linear(d, d_out)
+        self.decoder = nn.TransformerDecoder(layer, num_layers, norm=nn.LayerNorm(d) if norm_first else None)
+        self.proj = nn.Linear(d, d_out)
 
 # %% ../nbs/06_decoder.ipynb #ace051aa
 def _zero_pads(x:torch.Tensor, keep:torch.Tensor) -> torch.Tensor:
@@ -63,4 +64,5 @@ def forward(self:CrossLayerDecoder,
     for layer in self.decoder.layers:
         h = _zero_pads(layer(h, z_e, tgt_mask=causal, tgt_is_causal=True, tgt_key_padding_mask=~mask,
                              memory_key_padding_mask=~memory_mask), mask)
+    if self.decoder.norm is not None: h = self.decoder.norm(h)
     return _zero_pads(self.proj(h), mask)

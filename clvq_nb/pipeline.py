@@ -38,7 +38,7 @@ class PipelineConfig:
     classifier:dict=field(default_factory=dict) # `finetune` options, e.g. {epochs: 2, max_train: 1000}
     seed:int=42 # seeds the split, fine-tuning, training and the folds
     device:str|None=None # cpu, cuda, cuda:1 …; None: a GPU when there is one
-    preset:str='demo' # training preset: demo or paper
+    preset:str='demo' # training preset: demo (the recipe that learns the map), paper (the release's settings) or paper-small
     train:dict=field(default_factory=dict) # `TrainConfig` overrides, e.g. {max_epochs: 10}
     clvq:dict=field(default_factory=dict) # `CLVQConfig` overrides, e.g. {num_codes: 200, top_k: 5}
     folds:int=20 # stratified folds of the faithfulness probes
@@ -148,6 +148,7 @@ def stage_train(cfg:PipelineConfig) -> dict:
     store = _store(cfg, 'train'); l, h = cfg.layers or store.layers[-2:]
     res = train(store, cfg.train_config(l, h), _out(cfg)/'run', device=cfg.device)
     shutil.copyfile(res.run_dir/'history.csv', _out(cfg)/'history.csv')
+    if note := res.metrics.get('bypass'): print(f"clvq: {note}", file=sys.stderr)
     return res.metrics
 
 # %% ../nbs/17a_pipeline.ipynb #1907c0c3
@@ -163,23 +164,25 @@ def saliency(cfg:PipelineConfig, store, layer:int) -> np.ndarray:
 def _mean_std(summary:pd.DataFrame, condition:str) -> dict:
     return dict(mean=float(summary.loc[condition, 'mean']), std=float(summary.loc[condition, 'std']))
 
-def measure(cfg:PipelineConfig, model, test, layer_in:int, layer_out:int, salient:np.ndarray) -> tuple[dict, object]:
-    "Test-split reconstruction, codebook use, bottleneck check and faithfulness of a trained model."
-    from clvq_nb.train import SentencePairs, evaluate
-    from clvq_nb.clvq import bottleneck_check
+def measure(cfg:PipelineConfig, model, train_store, test, layer_in:int, layer_out:int, salient:np.ndarray) -> tuple[dict, object]:
+    "Test-split reconstruction beside its baselines, codebook use, bottleneck check and faithfulness of a trained model."
+    from clvq_nb.train import SentencePairs, evaluate, reconstruction_baselines, split_sentences
+    from clvq_nb.clvq import bottleneck_check, bypass_note, code_ratio
     from clvq_nb.baselines import VQConcepts
     from clvq_nb.faithfulness import salient_concepts, faithfulness
-    pairs = SentencePairs(test, layer_in, layer_out); bs = cfg.train_config(layer_in, layer_out).batch_size
-    rec, bn = evaluate(model, pairs.batches(bs)), bottleneck_check(model, pairs.batches(bs), seed=cfg.seed)
+    tc = cfg.train_config(layer_in, layer_out); pairs, bs = SentencePairs(test, layer_in, layer_out), tc.batch_size
+    fit = SentencePairs(train_store, layer_in, layer_out, split_sentences(len(train_store), tc.val_fraction, tc.seed)[0])  # the words it trained on
+    rec, bn, base = evaluate(model, pairs.batches(bs)), bottleneck_check(model, pairs.batches(bs), seed=cfg.seed), reconstruction_baselines(model, fit, pairs, bs)
     method = VQConcepts(model, layer_in)
     fr = faithfulness(test.sentence_vectors(layer_in), test.labels, salient_concepts(method, test, layer_in, salient),
                       preds=test.preds, codebook=method.codebook, folds=cfg.folds, seed=cfg.seed,
                       label_names=test.label_names, name=method.name, device=cfg.device)
-    metrics = dict(reconstruction=dict(split='test', fvu=rec['fvu'], mse=rec['mse']),
+    metrics = dict(reconstruction=dict(split='test', fvu=rec['fvu'], mse=rec['mse'], **{k: base[k] for k in ('ridge_fvu', 'lookup_fvu', 'mean_fvu')}),
                    codebook={k: rec[k] for k in ('perplexity', 'utilisation', 'used_fraction', 'dead_codes', 'num_codes')},
                    faithfulness=dict(folds=cfg.folds, original=_mean_std(fr.summary, 'original'), perturbed=_mean_std(fr.summary, 'perturbed'),
                                      random=_mean_std(fr.summary, 'random Gaussian direction'), random_code=_mean_std(fr.summary, 'random code')),
-                   bottleneck=bn)
+                   bottleneck=bn, code_ratio=code_ratio(bn))
+    if note := bypass_note(bn): metrics['bypass'] = note
     return metrics, fr
 
 # %% ../nbs/17a_pipeline.ipynb #6ca0b640
@@ -202,11 +205,11 @@ def stage_evaluate(cfg:PipelineConfig) -> dict:
     from clvq_nb.train import load_run
     out = _out(cfg); res = load_run(out/'run', device=cfg.device)
     run_cfg = json.loads((out/'run'/'run.json').read_text())['config']; l, h = run_cfg['layer_in'], run_cfg['layer_out']
-    test = _store(cfg, 'test'); salient = saliency(cfg, test, l)
-    metrics, fr = measure(cfg, res.model, test, l, h, salient)
+    train_store, test = _store(cfg, 'train'), _store(cfg, 'test'); salient = saliency(cfg, test, l)
+    metrics, fr = measure(cfg, res.model, train_store, test, l, h, salient)
     write_atomic(out/'eval'/'faithfulness.csv', fr.summary.to_csv()); write_atomic(out/'eval'/'faithfulness_by_group.csv', fr.groups.to_csv())
-    written = concept_outputs(cfg, res.model, _store(cfg, 'train'), test, l, salient)
-    metrics.update(layers=[l, h], validation=res.metrics['validation'], best_epoch=res.metrics['best_epoch'],
+    written = concept_outputs(cfg, res.model, train_store, test, l, salient)
+    metrics.update(layers=[l, h], validation=res.metrics['validation'], validation_baselines=res.metrics.get('baselines'), best_epoch=res.metrics['best_epoch'],
                    classifier={k: v for k, v in _read_json(out/'finetune.json', 'finetune', cfg).items() if k.endswith('accuracy')},
                    outputs=written, config=dict(pipeline=asdict(cfg), train=run_cfg),
                    timing=json.loads((out/'timing.json').read_text()) if (out/'timing.json').exists() else {})

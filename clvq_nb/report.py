@@ -20,10 +20,13 @@ def plot_code_usage(codes:np.ndarray, num_codes:int, title:str='Codebook usage (
     return go.Figure(go.Bar(x=np.arange(1, num_codes + 1), y=counts)).update_layout(
         title=title, xaxis_title='code rank', yaxis=dict(title='words', type='log'), height=320)
 
+_BASELINES = (('ridge_fvu', 'ridge map l → h (FVU)'), ('lookup_fvu', 'lookup of its codes (FVU)'), ('mean_fvu', 'training mean (FVU)'))
+
 def key_numbers(m:dict) -> pd.DataFrame:
     "The headline metrics of a run's metrics.json as a two-column table."
-    f = m['faithfulness']; ms = lambda d: f"{d['mean']:.3f} ± {d['std']:.3f}"
-    rows = [('test FVU', f"{m['reconstruction']['fvu']:.3f}"), ('test MSE', f"{m['reconstruction']['mse']:.4f}"),
+    f, r = m['faithfulness'], m['reconstruction']; ms = lambda d: f"{d['mean']:.3f} ± {d['std']:.3f}"
+    rows = [('test FVU', f"{r['fvu']:.3f}"), *[(f'… {name}', f"{r[k]:.3f}") for k, name in _BASELINES if k in r],
+            ('test MSE', f"{r['mse']:.4f}"), *([('code ratio (shuffled / real MSE)', f"{m['code_ratio']:.2f}")] if 'code_ratio' in m else []),
             ('codebook perplexity', f"{m['codebook']['perplexity']:.1f} of {m['codebook']['num_codes']}"),
             ('codes used', f"{m['codebook']['used_fraction']:.1%}"), ('dead codes', m['codebook']['dead_codes']),
             ('probe accuracy: original', ms(f['original'])), ('… concept removed', ms(f['perturbed'])),
@@ -35,12 +38,13 @@ def key_numbers(m:dict) -> pd.DataFrame:
 REPORT_CSS = """body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
 table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
 .gallery{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:12px}
-figure{margin:0}figure img{width:100%;border:1px solid #ddd}figcaption{font-size:.85em}"""
+figure{margin:0}figure img{width:100%;border:1px solid #ddd}figcaption{font-size:.85em}
+.note{border-left:4px solid #c60;background:#fff4e5;padding:6px 10px}"""
 
 REPORT_TEMPLATE = """<!doctype html><html><head><meta charset="utf-8"><title>clvq report: {{ model }} on {{ task }}</title>
 <style>{{ css }}</style></head><body>
 <h1>CLVQ-VAE concepts: {{ model }} on {{ task }}, layer {{ l }} → {{ h }}</h1>
-{% for s in sections %}<h2>{{ s.title }}</h2><p>{{ s.intro }}</p>{{ s.body }}
+{% for s in sections %}<h2>{{ s.title }}</h2><p>{{ s.intro }}</p>{% if s.note %}<p class="note">{{ s.note }}</p>{% endif %}{{ s.body }}
 {% endfor %}<h2>The most frequent concepts</h2><p>Word clouds of the codes that take the most training words.</p>
 <div class="gallery">{% for c in clouds %}<figure><img src="{{ c.uri }}" alt="word cloud of code {{ c.code }}"><figcaption>code {{ c.code }}: {{ c.words }}</figcaption></figure>{% endfor %}</div>
 </body></html>"""
@@ -68,8 +72,10 @@ def _sections(out:Path, m:dict, concepts:pd.DataFrame) -> list:
     summary, groups = pd.read_csv(out/'eval'/'faithfulness.csv', index_col=0), pd.read_csv(out/'eval'/'faithfulness_by_group.csv', index_col=[0, 1])
     fr, l = FaithfulnessResult(summary, groups, None, 'CLVQ-VAE'), m['layers'][0]
     codes = np.repeat(concepts.code.to_numpy(), concepts['count'].to_numpy())
-    return [dict(title='Key numbers', intro='Measured on the test split, which training never saw.', body=Markup(key_numbers(m).to_html(index=False))),
-            dict(title='Training', intro='Loss, codebook perplexity (validation, nearest code) and α per epoch.', body=_figure(plot_history(pd.read_csv(out/'history.csv')), True)),
+    return [dict(title='Key numbers', intro='Measured on the test split, which training never saw; the baselines are fitted on the same training words as the model.',
+                 note=m.get('bypass'), body=Markup(key_numbers(m).to_html(index=False))),
+            dict(title='Training', intro='Loss, validation FVU beside the baselines (dotted), codebook perplexity (validation, nearest code) and α per epoch.',
+                 body=_figure(plot_history(pd.read_csv(out/'history.csv'), m.get('validation_baselines')), True)),
             dict(title='Codebook usage', intro='Words of the training split per code.', body=_figure(plot_code_usage(codes, m['codebook']['num_codes']), False)),
             dict(title='Faithfulness', intro=f"Probe accuracy over {m['faithfulness']['folds']} stratified folds on layer-{l} sentence vectors: original, "
                  "with the concept of the most salient word removed, and with a random direction or code removed (notebook 10).",

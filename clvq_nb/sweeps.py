@@ -25,7 +25,7 @@ _TRAIN_KEYS = {f.name for f in dataclasses.fields(TrainConfig)} - {'model', 'see
 
 def sweep_config(setting:dict, # overrides, e.g. dict(num_codes=800) or dict(layer_in=0, layer_out=2)
                  base:dict|None=None, # overrides shared by the whole sweep (the budget: max_epochs=3, layer pair …)
-                 preset_name:str='demo', # the preset they apply to: 'demo' or 'paper'
+                 preset_name:str='demo', # the preset they apply to (`clvq_nb.train.PRESETS`)
                 ) -> TrainConfig:
     "The `TrainConfig` of one sweep setting: `preset_name`, then `base`, then `setting`."
     s = {**(base or {}), **setting}
@@ -133,7 +133,7 @@ def mean_std(rows:pd.DataFrame, # sweep rows
 
 # %% ../nbs/11_layer_pairs.ipynb #2fd4d613
 _CONFIG_COLUMNS = ('layer_in', 'layer_out', 'num_codes', 'top_k', 'temperature', 'beta', 'init', 'alpha_mode', 'alpha_max',
-                   'fixed_alpha', 'max_epochs', 'seed')
+                   'fixed_alpha', 'memory', 'skip', 'max_epochs', 'seed')
 
 def run_row(result, # a `TrainResult`
             cfg:TrainConfig, # its configuration
@@ -143,7 +143,8 @@ def run_row(result, # a `TrainResult`
     m, v = result.metrics, result.metrics['validation']
     return dict(**{k: c[k] for k in _CONFIG_COLUMNS}, epochs=m['epochs'], best_epoch=m['best_epoch'], train_seconds=m['train_seconds'],
                 **{f'val_{k}': v[k] for k in ('loss', 'mse', 'fvu', 'perplexity', 'utilisation', 'used_fraction', 'dead_codes')},
-                **{f'bottleneck_{k}': m['bottleneck'][k] for k in ('real', 'shuffled', 'no_memory')},
+                **{f'bottleneck_{k}': m['bottleneck'][k] for k in ('real', 'shuffled', 'no_memory')}, code_ratio=m['code_ratio'],
+                **{f'val_{k}': v for k, v in m['baselines'].items() if k != 'model_fvu'}, ari_init_final=m.get('ari_init_final'),
                 **faithfulness_row(VQConcepts(result.model, cfg.layer_in), test_store, cfg.layer_in, salient, folds, cfg.seed, device))
 
 # %% ../nbs/11_layer_pairs.ipynb #b4ab4890

@@ -16,10 +16,11 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 from .core import ClvqError, all_reduce_sum, default_device, init_distributed, on_rank0, rank_world, write_atomic, write_json
 from .quantizer import code_usage_stats
-from .clvq import CLVQConfig, CLVQVAE, bottleneck_check, evaluating, save_checkpoint, load_checkpoint
+from .clvq import CLVQConfig, CLVQVAE, bottleneck_check, bypass_note, code_ratio, evaluating, ridge_fit, save_checkpoint, load_checkpoint
 
 # %% auto #0
-__all__ = ['PRESETS', 'gather_padded', 'batch_order', 'TrainConfig', 'preset', 'split_sentences', 'SentencePairs', 'evaluate',
+__all__ = ['OPTIMIZERS', 'SCHEDULES', 'PRESETS', 'gather_padded', 'batch_order', 'TrainConfig', 'preset', 'split_sentences',
+           'SentencePairs', 'evaluate', 'reconstruction_baselines', 'assignment_ari', 'make_optimizer', 'make_schedule',
            'train_epoch', 'TrainResult', 'state_sha', 'train', 'load_run', 'plot_history']
 
 # %% ../nbs/08_train.ipynb #26402c3e
@@ -56,6 +57,8 @@ def batch_order(lengths:np.ndarray, # length of each candidate sentence
     return batches
 
 # %% ../nbs/08_train.ipynb #532d81a2
+OPTIMIZERS, SCHEDULES = ('adam', 'adamw'), ('plateau', 'cosine')
+
 @dataclass
 class TrainConfig:
     "Every setting of a training run; saved with it."
@@ -67,14 +70,34 @@ class TrainConfig:
     plateau_factor:float=0.5 # ReduceLROnPlateau factor
     plateau_patience:int=5 # ReduceLROnPlateau patience, in epochs
     batch_size:int=128 # sentences per batch
-    max_epochs:int=50 # upper bound on epochs
+    max_epochs:int=50 # upper bound on epochs (raised by `min_steps` for small stores)
     early_stop_patience:int=15 # stop after this many epochs without a better validation loss
     val_fraction:float=0.1 # share of sentences held out for validation
     seed:int=42 # seeds the split, batch order and dropout (the model has its own seed in `model.seed`)
     init_sample:int=200_000 # at most this many training word vectors are clustered for the codebook init
     bucket:bool=True # length-bucketed batches (False: plain padded batches in sentence order, as the release)
+    optimizer:str='adam' # 'adam' (the release: Adam, weight decay as an L2 term) or 'adamw' (decoupled weight decay)
+    schedule:str='plateau' # 'plateau' (the release: ReduceLROnPlateau on the validation loss) or 'cosine' (per step, to 0 at max_epochs)
+    warmup_epochs:float=0.0 # with schedule='cosine': linear warm-up of the learning rate from 0, in epochs
+    grad_clip:float|None=None # clip the gradient's norm to this before each step; None: no clipping (the release)
+    min_steps:int=0 # train for at least this many optimiser steps: a small store gets more epochs than `max_epochs`
+    def __post_init__(self): self.validate()
 
 # %% ../nbs/08_train.ipynb #1a872edc
+@patch
+def validate(self:TrainConfig):
+    "Check the training recipe's choices, with one clear message each."
+    if self.optimizer not in OPTIMIZERS: raise ClvqError(f"optimizer={self.optimizer!r} is unknown; use one of {OPTIMIZERS}.")
+    if self.schedule not in SCHEDULES: raise ClvqError(f"schedule={self.schedule!r} is unknown; use one of {SCHEDULES}.")
+    if self.warmup_epochs and (self.schedule != 'cosine' or not 0 < self.warmup_epochs < self.max_epochs):
+        raise ClvqError(f"warmup_epochs={self.warmup_epochs} needs schedule='cosine' and fewer warm-up epochs than max_epochs={self.max_epochs}.")
+    if self.grad_clip is not None and not self.grad_clip > 0: raise ClvqError(f"grad_clip={self.grad_clip} must be > 0, or None for no clipping.")
+
+@patch
+def epochs(self:TrainConfig, steps_per_epoch:int) -> int:
+    "How many epochs the run may take: `max_epochs`, or more if that is needed for `min_steps` optimiser steps."
+    return max(self.max_epochs, math.ceil(self.min_steps / max(1, steps_per_epoch)))
+
 @patch
 def to_dict(self:TrainConfig) -> dict:
     "The configuration as a JSON-serialisable dict."
@@ -90,11 +113,13 @@ def from_dict(cls:TrainConfig, d:dict) -> TrainConfig:
 # %% ../nbs/08_train.ipynb #b7b26b86
 PRESETS = {
     'paper': dict(),
-    'demo': dict(max_epochs=5, early_stop_patience=3, plateau_patience=1,
-                 model=dict(decoder_layers=2, decoder_ff=512)),
+    'paper-small': dict(max_epochs=5, early_stop_patience=3, plateau_patience=1, model=dict(decoder_layers=2, decoder_ff=512)),
+    'demo': dict(optimizer='adamw', lr=1e-3, weight_decay=0.01, schedule='cosine', warmup_epochs=1, grad_clip=1.0, batch_size=64,
+                 max_epochs=6, min_steps=270, early_stop_patience=3,
+                 model=dict(decoder_layers=2, decoder_ff=512, decoder_norm_first=True, memory='codes', skip='linear')),
 }
 
-def preset(name:str, # 'paper' or 'demo'
+def preset(name:str, # a key of `PRESETS`: 'paper', 'paper-small' or 'demo'
            layer_in:int, layer_out:int, # the layer pair
            **overrides) -> TrainConfig:
     "A `TrainConfig` from a named preset, with `overrides` (a `model=dict(...)` override merges into the model's)."
@@ -144,12 +169,15 @@ def batches(self:SentencePairs, batch_size:int, # sentences per batch
         yield tuple(torch.from_numpy(a).to(device, non_blocking=True) for a in (x, y, mask))
 
 @patch
-def word_sample(self:SentencePairs, n:int, seed:int) -> torch.Tensor:
-    "Up to `n` of these sentences' lower-layer word vectors, chosen at random (seeded), as float32 (n, d_in)."
+def word_sample(self:SentencePairs, n:int, seed:int,
+                target:bool=False, # also return the same words' higher-layer vectors
+               ) -> torch.Tensor|tuple: # (n, d_in) float32, or that and (n, d_out)
+    "Up to `n` of these sentences' lower-layer word vectors (and their targets), chosen at random (seeded)."
     chosen = np.zeros(len(self.offsets) - 1, bool); chosen[self.sentences] = True
     rows = np.flatnonzero(np.repeat(chosen, np.diff(self.offsets)))
     if len(rows) > n: rows = np.sort(np.random.default_rng(seed).choice(rows, n, replace=False))
-    return torch.from_numpy(np.asarray(self.x[rows], dtype=np.float32))
+    x = torch.from_numpy(np.asarray(self.x[rows], dtype=np.float32))
+    return (x, torch.from_numpy(np.asarray(self.y[rows], dtype=np.float32))) if target else x
 
 # %% ../nbs/08_train.ipynb #c7b83e05
 def evaluate(model:CLVQVAE, batches,
@@ -172,6 +200,34 @@ def evaluate(model:CLVQVAE, batches,
     d = model.d_out; mse = sse / (n * d)
     fvu = sse / (sy2 - (sy.pow(2).sum().item() / n))
     return dict(loss=mse + commit / n, mse=mse, commitment=commit / n, fvu=fvu, **code_usage_stats(counts))
+
+# %% ../nbs/08_train.ipynb #c634330c
+def reconstruction_baselines(model:CLVQVAE, fit:SentencePairs, held:SentencePairs, # fit on `fit`'s words, measure on `held`'s
+                             batch_size:int=128, device=None, lam:float=1e-4) -> dict: # `lam`: the ridge penalty of `ridge_fit`
+    "FVU on `held` of the training mean, the ridge map, the lookup of the model's codes, and the model."
+    dev = torch.device(device or next(model.parameters()).device)
+    w, b = ridge_fit(((x[m], y[m]) for x, y, m in fit.batches(batch_size, device=dev)), lam)
+    K, sums, counts, total, n = model.config.num_codes, torch.zeros(model.config.num_codes, model.d_out, device=dev), torch.zeros(model.config.num_codes, device=dev), 0., 0
+    with evaluating(model), torch.no_grad():
+        for x, y, m in fit.batches(batch_size, device=dev):
+            c = model.encode(x, m)[m]; sums.index_add_(0, c, y[m]); counts += torch.bincount(c, minlength=K); total, n = total + y[m].sum(0), n + len(c)
+        mean = total / n; lookup = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], mean)
+        sse, sy, sy2, nh = dict(mean=0., ridge=0., lookup=0., model=0.), 0., 0., 0
+        for x, y, m in held.batches(batch_size, device=dev):
+            xr, yr, c = x[m], y[m], model.encode(x, m)[m]
+            for k, pred in (('mean', mean), ('ridge', xr @ w.to(dev) + b.to(dev)), ('lookup', lookup[c]), ('model', model(x, m).recon[m])):
+                sse[k] += (pred - yr).pow(2).sum().item()
+            sy, sy2, nh = sy + yr.sum(0), sy2 + yr.pow(2).sum().item(), nh + len(yr)
+    sst = sy2 - sy.pow(2).sum().item() / nh
+    return {f'{k}_fvu': v / sst for k, v in sse.items()}
+
+# %% ../nbs/08_train.ipynb #280da005
+def assignment_ari(before:CLVQVAE, after:CLVQVAE, pairs:SentencePairs, batch_size:int=128, device=None) -> float:
+    "Adjusted Rand index between the nearest codes of `pairs`' words under two models."
+    from sklearn.metrics import adjusted_rand_score
+    dev, a, b = torch.device(device or next(after.parameters()).device), [], []
+    for x, _, m in pairs.batches(batch_size, device=dev): a.append(before.encode(x, m)[m].cpu()); b.append(after.encode(x, m)[m].cpu())
+    return float(adjusted_rand_score(torch.cat(a).numpy(), torch.cat(b).numpy()))
 
 # %% ../nbs/08_train.ipynb #9c727b6e
 def _save_epoch(run:Path, model, opt, sched, state:dict, history:list):
@@ -197,6 +253,13 @@ def _resume(run:Path, model, opt, sched) -> tuple[dict, list]:
     return t['state'], t['history']
 
 # %% ../nbs/08_train.ipynb #80992e24
+def _init_model(model:CLVQVAE, tr:SentencePairs, cfg:TrainConfig, device):
+    "Start the codebook at k-means of training words and the skip (if any) at their ridge map; rank 0 computes, every process gets them."
+    n = cfg.init_sample if rank_world()[0] == 0 else 0
+    if model.skip is None: model.init_codebook(tr.word_sample(n, cfg.seed).to(device)); return
+    x, y = tr.word_sample(n, cfg.seed, target=True)
+    model.init_codebook(x.to(device)); model.init_skip(x.to(device), y.to(device))
+
 def _seed_epoch(cfg:TrainConfig, epoch:int, quantizer):
     "Seed dropout for this epoch; with several processes, each process's code sampler too, from (seed, epoch, rank)."
     rank, world = rank_world()
@@ -204,9 +267,23 @@ def _seed_epoch(cfg:TrainConfig, epoch:int, quantizer):
     dropout_seed, sampler_seed = np.random.SeedSequence([cfg.seed, epoch, rank]).generate_state(2)
     torch.manual_seed(int(dropout_seed)); quantizer.rng.manual_seed(int(sampler_seed))
 
+# %% ../nbs/08_train.ipynb #9327cbbf
+def make_optimizer(model:torch.nn.Module, cfg:TrainConfig) -> torch.optim.Optimizer:
+    "The run's optimiser: Adam or AdamW at `cfg.lr`, with `cfg.weight_decay`."
+    return (torch.optim.AdamW if cfg.optimizer == 'adamw' else torch.optim.Adam)(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+def make_schedule(opt:torch.optim.Optimizer, cfg:TrainConfig, steps_per_epoch:int):
+    "The run's learning-rate schedule: ReduceLROnPlateau (stepped per epoch), or warm-up then cosine (stepped per update)."
+    if cfg.schedule == 'plateau': return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+    warm, total = round(cfg.warmup_epochs * steps_per_epoch), cfg.epochs(steps_per_epoch) * steps_per_epoch
+    def factor(step): return step / warm if step < warm else 0.5 * (1 + math.cos(math.pi * min(1, (step - warm) / max(1, total - warm))))
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
 # %% ../nbs/08_train.ipynb #1112e0df
 def train_epoch(model:CLVQVAE, # the model, or the model wrapped in `DistributedDataParallel`
-                opt, pairs:SentencePairs, cfg:TrainConfig, epoch:int, device, progress:bool=True) -> dict:
+                opt, pairs:SentencePairs, cfg:TrainConfig, epoch:int, device, progress:bool=True,
+                sched=None, # a per-step learning-rate schedule (`schedule='cosine'`), stepped after each update
+               ) -> dict:
     "Train one epoch (this process's share of each batch); return its mean loss, MSE, commitment and the usage of the sampled codes."
     core, (rank, world) = getattr(model, 'module', model), rank_world()
     model.train(); _seed_epoch(cfg, epoch, core.quantizer)
@@ -216,7 +293,10 @@ def train_epoch(model:CLVQVAE, # the model, or the model wrapped in `Distributed
     for x, y, mask in bar:
         out, k = model(x, mask, y), int(mask.sum())
         loss = out.loss if world == 1 else out.loss * (world * k / all_reduce_sum(torch.tensor(k, device=device)).item())
-        opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+        opt.zero_grad(set_to_none=True); loss.backward()
+        if cfg.grad_clip: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        if sched is not None: sched.step()
         n += k; counts += out.counts
         for key in tot: tot[key] += getattr(out, key).item() * k
         bar.set_postfix(loss=f"{tot['loss'] / n:.4f}", ppl=f"{code_usage_stats(counts)['perplexity']:.1f}")
@@ -286,22 +366,22 @@ def train(store, # an `ActivationStore` holding both layers of the pair
     if len(tr) < world: raise ClvqError(f"{len(tr)} training sentences cannot be shared by {world} processes: launch fewer processes, or extract more text.")
     on_rank0(_start_run, run, cfg, store)
     if (run/'metrics.json').exists(): return load_run(run, device)
-    model = CLVQVAE(store.dims[cfg.layer_in], store.dims[cfg.layer_out], cfg.model).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.plateau_factor, patience=cfg.plateau_patience)
+    model, steps = CLVQVAE(store.dims[cfg.layer_in], store.dims[cfg.layer_out], cfg.model).to(device), math.ceil(len(tr) / cfg.batch_size)
+    opt = make_optimizer(model, cfg); sched = make_schedule(opt, cfg, steps)
     if (run/'latest.json').exists():
         state, history = _resume(run, model, opt, sched)
         if progress: print(f"resuming {run} after epoch {state['epoch'] + 1}")
     else:
-        model.init_codebook(tr.word_sample(cfg.init_sample if rank == 0 else 0, cfg.seed).to(device))  # rank 0 clusters, all get its codebook
+        _init_model(model, tr, cfg, device)
+        if rank == 0: save_checkpoint(model, run/'init.safetensors')  # where training starts: `assignment_ari` compares with it
         state, history = dict(epoch=-1, best=math.inf, bad=0), []
     net = model if world == 1 else DistributedDataParallel(model, forward_sync_buffers=False)  # the EMA all-reduce keeps the codebook equal
-    for epoch in range(state['epoch'] + 1, cfg.max_epochs):
+    for epoch in range(state['epoch'] + 1, cfg.epochs(steps)):
         if state['bad'] >= cfg.early_stop_patience: break
         t = time.perf_counter()
-        tr_m = train_epoch(net, opt, tr, cfg, epoch, device, progress)
+        tr_m = train_epoch(net, opt, tr, cfg, epoch, device, progress, sched if cfg.schedule == 'cosine' else None)
         va_m = evaluate(model, va.batches(cfg.batch_size, device=device, shard=(rank, world)), across_ranks=True)
-        sched.step(va_m['loss'])
+        if cfg.schedule == 'plateau': sched.step(va_m['loss'])
         if world > 1: _check_in_sync(model, epoch)
         history.append(rec := _epoch_record(epoch, tr_m, va_m, model, opt, time.perf_counter() - t, int(tr.lengths.sum())))
         if better := va_m['loss'] < state['best']: state.update(best=va_m['loss'], bad=0)
@@ -313,22 +393,25 @@ def train(store, # an `ActivationStore` holding both layers of the pair
             write_atomic(run/'history.csv', pd.DataFrame(history).to_csv(index=False))
         if progress: print(_summary(rec))
         if on_epoch_end: on_epoch_end(rec)
-    return _finish(run, va, cfg, device)
+    return _finish(run, tr, va, cfg, device)
 
 # %% ../nbs/08_train.ipynb #03c5512f
-def _write_metrics(run:Path, va:SentencePairs, cfg:TrainConfig, device):
-    "Measure the best model on validation, with the bottleneck check; write metrics.json."
+def _write_metrics(run:Path, tr:SentencePairs, va:SentencePairs, cfg:TrainConfig, device):
+    "Measure the best model on validation, with the bottleneck check and the baselines; write metrics.json."
     model, extra = load_checkpoint(run/'best.safetensors', device=device)
-    history = pd.read_csv(run/'history.csv')
+    history, bs = pd.read_csv(run/'history.csv'), cfg.batch_size
+    bn = bottleneck_check(model, va.batches(bs, device=device), seed=cfg.seed)
     metrics = dict(best_epoch=extra['epoch'], epochs=len(history), train_seconds=float(history.seconds.sum()),
-                   validation=evaluate(model, va.batches(cfg.batch_size, device=device)),
-                   bottleneck=bottleneck_check(model, va.batches(cfg.batch_size, device=device), seed=cfg.seed))
+                   validation=evaluate(model, va.batches(bs, device=device)), bottleneck=bn, code_ratio=code_ratio(bn),
+                   baselines=reconstruction_baselines(model, tr, va, bs, device))
+    if (run/'init.safetensors').exists(): metrics['ari_init_final'] = assignment_ari(load_checkpoint(run/'init.safetensors', device)[0], model, va, bs, device)
+    if note := bypass_note(bn): metrics['bypass'] = note
     if (world := rank_world()[1]) > 1: metrics['processes'] = world
     write_json(run/'metrics.json', metrics)
 
-def _finish(run:Path, va:SentencePairs, cfg:TrainConfig, device) -> TrainResult:
+def _finish(run:Path, tr:SentencePairs, va:SentencePairs, cfg:TrainConfig, device) -> TrainResult:
     "Write metrics.json on rank 0, then load the finished run on every process."
-    on_rank0(_write_metrics, run, va, cfg, device)
+    on_rank0(_write_metrics, run, tr, va, cfg, device)
     return load_run(run, device)
 
 def load_run(run_dir:str|Path, device:str|torch.device|None=None) -> TrainResult:
@@ -339,13 +422,18 @@ def load_run(run_dir:str|Path, device:str|torch.device|None=None) -> TrainResult
     return TrainResult(model, pd.read_csv(run/'history.csv'), json.loads((run/'metrics.json').read_text()), run)
 
 # %% ../nbs/08_train.ipynb #fb5d0e63
-def plot_history(history:pd.DataFrame):
-    "Plotly figure: losses, codebook perplexity and α over epochs."
+def plot_history(history:pd.DataFrame, # one row per epoch (`TrainResult.history`)
+                 baselines:dict|None=None, # FVU of the baselines on the same validation words (`metrics['baselines']`)
+                ):
+    "Plotly figure: losses, validation FVU beside the baselines', codebook perplexity and α over epochs."
     from plotly.subplots import make_subplots
     import plotly.graph_objects as go
-    fig = make_subplots(rows=1, cols=3, subplot_titles=('loss', 'codebook perplexity (validation, hard)', 'α'))
+    fig = make_subplots(rows=1, cols=4, subplot_titles=('loss', 'FVU (validation)', 'codebook perplexity (validation, hard)', 'α'))
     for col, name in (('train_loss', 'train'), ('val_loss', 'validation')):
         fig.add_trace(go.Scatter(x=history.epoch, y=history[col], name=name, mode='lines+markers'), 1, 1)
-    fig.add_trace(go.Scatter(x=history.epoch, y=history.val_perplexity, name='perplexity', mode='lines+markers'), 1, 2)
-    fig.add_trace(go.Scatter(x=history.epoch, y=history.alpha, name='α', mode='lines+markers'), 1, 3)
+    fig.add_trace(go.Scatter(x=history.epoch, y=history.val_fvu, name='CLVQ-VAE', mode='lines+markers'), 1, 2)
+    for (name, fvu), dash in zip(((k, v) for k, v in (baselines or {}).items() if k != 'model_fvu'), ('dot', 'dash', 'dashdot')):
+        fig.add_hline(y=fvu, line_dash=dash, line_color='gray', annotation_text=name.removesuffix('_fvu'), annotation_position='top left', row=1, col=2)
+    fig.add_trace(go.Scatter(x=history.epoch, y=history.val_perplexity, name='perplexity', mode='lines+markers'), 1, 3)
+    fig.add_trace(go.Scatter(x=history.epoch, y=history.alpha, name='α', mode='lines+markers'), 1, 4)
     return fig.update_layout(height=320, showlegend=False).update_xaxes(title_text='epoch')
