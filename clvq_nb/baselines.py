@@ -103,7 +103,7 @@ def fit_single_layer(store, # an `ActivationStore` holding `layer`
                     ) -> VQConcepts:
     "Train a VQ-VAE that reconstructs `layer` from itself and return it as a concept method."
     t = time.perf_counter()
-    cfg = preset(preset_name, layer, layer, **{'seed': seed, **overrides, 'model': {'seed': seed, **overrides.get('model', {})}})
+    cfg = preset(preset_name, layer, layer, **{'seed': seed, **overrides, 'model': {'seed': seed, 'skip': 'none', **overrides.get('model', {})}})
     run_dir = Path(run_dir) if run_dir else Path(tempfile.mkdtemp(prefix=f'single-layer-{layer}-'))
     res = train(store, cfg, run_dir, device=device, progress=progress)
     info = dict(preset=preset_name, layer=layer, seed=seed, overrides=overrides, run_dir=str(run_dir), epochs=res.metrics['epochs'],

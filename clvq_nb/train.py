@@ -71,7 +71,7 @@ class TrainConfig:
     plateau_patience:int=5 # ReduceLROnPlateau patience, in epochs
     batch_size:int=128 # sentences per batch
     max_epochs:int=50 # upper bound on epochs (raised by `min_steps` for small stores)
-    early_stop_patience:int=15 # stop after this many epochs without a better validation loss
+    early_stop_patience:int|None=15 # stop after this many epochs without a better validation loss; None: run the whole schedule
     val_fraction:float=0.1 # share of sentences held out for validation
     seed:int=42 # seeds the split, batch order and dropout (the model has its own seed in `model.seed`)
     init_sample:int=200_000 # at most this many training word vectors are clustered for the codebook init
@@ -92,6 +92,8 @@ def validate(self:TrainConfig):
     if self.warmup_epochs and (self.schedule != 'cosine' or not 0 < self.warmup_epochs < self.max_epochs):
         raise ClvqError(f"warmup_epochs={self.warmup_epochs} needs schedule='cosine' and fewer warm-up epochs than max_epochs={self.max_epochs}.")
     if self.grad_clip is not None and not self.grad_clip > 0: raise ClvqError(f"grad_clip={self.grad_clip} must be > 0, or None for no clipping.")
+    if self.early_stop_patience is not None and self.early_stop_patience < 1:
+        raise ClvqError(f"early_stop_patience={self.early_stop_patience} must be at least 1, or None to run every epoch.")
 
 @patch
 def epochs(self:TrainConfig, steps_per_epoch:int) -> int:
@@ -115,16 +117,18 @@ PRESETS = {
     'paper': dict(),
     'paper-small': dict(max_epochs=5, early_stop_patience=3, plateau_patience=1, model=dict(decoder_layers=2, decoder_ff=512)),
     'demo': dict(optimizer='adamw', lr=1e-3, weight_decay=0.01, schedule='cosine', warmup_epochs=1, grad_clip=1.0, batch_size=64,
-                 max_epochs=6, min_steps=270, early_stop_patience=3,
+                 max_epochs=6, min_steps=270, early_stop_patience=None,
                  model=dict(decoder_layers=2, decoder_ff=512, decoder_norm_first=True, memory='codes', skip='linear')),
 }
 
 def preset(name:str, # a key of `PRESETS`: 'paper', 'paper-small' or 'demo'
            layer_in:int, layer_out:int, # the layer pair
            **overrides) -> TrainConfig:
-    "A `TrainConfig` from a named preset, with `overrides` (a `model=dict(...)` override merges into the model's)."
+    "A `TrainConfig` from a named preset, with `overrides` (a `model=dict(...)` override merges into the model's; an explicit `max_epochs` is the run's length: it replaces the preset's `min_steps` and shortens its warm-up to fit)."
     if name not in PRESETS: raise ClvqError(f"unknown preset {name!r}; use one of {list(PRESETS)}.")
-    p = {**PRESETS[name], **overrides}
+    p, n = dict(PRESETS[name]), overrides.get('max_epochs')
+    if n is not None: p.update(min_steps=0, warmup_epochs=min(p.get('warmup_epochs', 0), n - 1))
+    p.update(overrides)
     p['model'] = {**PRESETS[name].get('model', {}), **overrides.get('model', {})}
     return TrainConfig.from_dict(dict(layer_in=layer_in, layer_out=layer_out, **p))
 
@@ -377,7 +381,7 @@ def train(store, # an `ActivationStore` holding both layers of the pair
         state, history = dict(epoch=-1, best=math.inf, bad=0), []
     net = model if world == 1 else DistributedDataParallel(model, forward_sync_buffers=False)  # the EMA all-reduce keeps the codebook equal
     for epoch in range(state['epoch'] + 1, cfg.epochs(steps)):
-        if state['bad'] >= cfg.early_stop_patience: break
+        if cfg.early_stop_patience is not None and state['bad'] >= cfg.early_stop_patience: break
         t = time.perf_counter()
         tr_m = train_epoch(net, opt, tr, cfg, epoch, device, progress, sched if cfg.schedule == 'cosine' else None)
         va_m = evaluate(model, va.batches(cfg.batch_size, device=device, shard=(rank, world)), across_ranks=True)
