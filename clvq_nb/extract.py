@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_extract.ipynb #a89543ec
 from __future__ import annotations
-import json, mmap, os, shutil, tempfile, time
+import inspect, json, mmap, os, shutil, tempfile, time
 from pathlib import Path
 import numpy as np, pyarrow as pa, torch, datasets
 from datasets.arrow_writer import ArrowWriter
@@ -16,10 +16,10 @@ from .assets import cache_dir
 from .models import is_decoder_only, max_tokens
 
 # %% auto #0
-__all__ = ['AGGREGATIONS', 'token_words', 'encode_words', 'plan_words', 'token_rows', 'aggregate', 'sentence_positions',
-           'has_classifier', 'forward', 'VectorFile', 'tokenizer_sha', 'model_identity', 'data_sha', 'fingerprint',
-           'fingerprint_diff', 'check_layers', 'check_data', 'plan_batches', 'truncation_report', 'extract',
-           'ActivationStore']
+__all__ = ['AGGREGATIONS', 'TEXT_MODELS', 'token_words', 'encode_words', 'plan_words', 'token_rows', 'aggregate',
+           'sentence_positions', 'has_classifier', 'forward', 'VectorFile', 'tokenizer_sha', 'model_identity',
+           'data_sha', 'fingerprint', 'fingerprint_diff', 'layer_stack', 'check_layers', 'check_data', 'plan_batches',
+           'truncation_report', 'extract', 'ActivationStore']
 
 # %% ../nbs/03_extract.ipynb #2ea8b57f
 def token_words(offsets:np.ndarray, # (B, T, 2) character span of each token in its text
@@ -192,10 +192,22 @@ def fingerprint_diff(old:dict, new:dict, prefix:str='') -> list:
 
 # %% ../nbs/03_extract.ipynb #c0be15fd
 AGGREGATIONS = ('first', 'last', 'mean')
+TEXT_MODELS = 'use an encoder such as BERT or a decoder-only model such as LLaMA'
+
+def layer_stack(model) -> torch.nn.ModuleList:
+    "The model's list of transformer layers; one error naming what is missing for a model that is not a text encoder or decoder-only model."
+    base, name = model.base_model, type(model).__name__
+    if model.config.is_encoder_decoder or 'decoder_input_ids' in inspect.signature(base.forward).parameters:
+        raise ClvqError(f"{name} is an encoder-decoder model (it needs decoder_input_ids): {TEXT_MODELS}, or its encoder alone (e.g. T5EncoderModel)")
+    if not isinstance(base.get_input_embeddings(), torch.nn.Embedding): raise ClvqError(f"{name} has no token embeddings for input_ids, so it is not a text model: {TEXT_MODELS}")
+    n = model.config.get_text_config().num_hidden_layers
+    stacks = [m for m in base.modules() if isinstance(m, torch.nn.ModuleList) and len(m) == n]
+    if not stacks: raise ClvqError(f"{type(base).__name__} has no list of its {n} layers (an nn.ModuleList of config.num_hidden_layers modules): {TEXT_MODELS}")
+    return stacks[0]
 
 def check_layers(model, layers) -> list:
-    "Requested layers as a sorted list, each checked against the model's depth."
-    n = model.config.get_text_config().num_hidden_layers
+    "Requested layers as a sorted list, each checked against the model's depth; the model checked by `layer_stack`."
+    layer_stack(model); n = model.config.get_text_config().num_hidden_layers
     layers = sorted({layers} if isinstance(layers, int) else set(layers))
     if not layers or any(not isinstance(l, (int, np.integer)) or not 0 <= l <= n for l in layers):
         raise ClvqError(f"layers {layers} are not valid for {type(model).__name__}: give integers from 0 (embeddings) to {n} (last layer)")

@@ -8,57 +8,106 @@ import html, json, math
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from collections import Counter
+from typing import NamedTuple, Protocol
+import weakref
 import numpy as np, pandas as pd, torch
 import torch.nn.functional as F
 from torch import nn
 from sklearn.model_selection import StratifiedKFold
 from fastcore.basics import patch
 from tqdm.auto import tqdm
+from transformers.utils import ModelOutput
 from .core import ClvqError, default_device, json_sha, write_atomic
 from .assets import cache_dir
 from .models import load_model, max_tokens
-from .extract import encode_words, plan_words, token_rows
+from .extract import TEXT_MODELS, encode_words, layer_stack, plan_words, token_rows
 
 # %% auto #0
-__all__ = ['CONDITIONS', 'layer_stack', 'layer_module', 'feeding', 'frozen', 'integrated_gradients', 'WordAttributions',
-           'word_attributions', 'cached_saliency', 'show_attributions', 'ConceptMethod', 'salient_concepts',
-           'remove_direction', 'ProbeStack', 'train_probes', 'train_probe', 'FaithfulnessResult', 'faithfulness',
-           'plot_faithfulness']
+__all__ = ['CONDITIONS', 'HiddenSite', 'hidden_sites', 'hidden_site', 'feeding', 'frozen', 'integrated_gradients',
+           'WordAttributions', 'word_attributions', 'cached_saliency', 'show_attributions', 'ConceptMethod',
+           'salient_concepts', 'remove_direction', 'ProbeStack', 'train_probes', 'train_probe', 'FaithfulnessResult',
+           'faithfulness', 'plot_faithfulness']
 
-# %% ../nbs/10_faithfulness.ipynb #bda82d65
-def layer_stack(model) -> nn.ModuleList:
-    "The model's list of transformer layers."
-    base, n = model.base_model, model.config.get_text_config().num_hidden_layers
-    stacks = [m for m in base.modules() if isinstance(m, nn.ModuleList) and len(m) == n]
-    if not stacks: raise ClvqError(f"found no list of {n} layers in {type(base).__name__}: pass a standard Hugging Face model")
-    return stacks[0]
+# %% ../nbs/10_faithfulness.ipynb #fd5236a1
+class HiddenSite(NamedTuple):
+    "Where a hidden state is made: the `input` (first argument) or the `output` of `module`."
+    module:nn.Module
+    side:str # 'input' or 'output'
 
-def layer_module(model, layer:int) -> nn.Module:
-    "The module whose output is hidden state `layer` (0: the embeddings; l ≥ 1: transformer layer l)."
+def _first(x):
+    "The hidden state in a module's output: the tensor itself, or the first of a tuple or ModelOutput (None if neither)."
+    if torch.is_tensor(x): return x
+    return x[0] if isinstance(x, (tuple, list, ModelOutput)) and len(x) else None
+
+def _layer_input(args:tuple, kwargs:dict):
+    "The hidden states a layer is called with: its first argument."
+    return args[0] if args else kwargs.get('hidden_states')
+
+# %% ../nbs/10_faithfulness.ipynb #ce530811
+def _trace(model, stack:nn.ModuleList) -> tuple:
+    "One pass of four tokens: hidden states, the first layer's input, and (module, output) of each call of the layers and of the modules outside them."
+    base = model.base_model; inside = {id(m) for layer in stack for m in layer.modules()}
+    watched = [m for m in base.modules() if m is not base and id(m) not in inside and not isinstance(m, nn.ModuleList)] + list(stack)
+    calls, first_in = [], []
+    hooks = [m.register_forward_hook(lambda m, a, o: calls.append((m, _first(o)))) for m in watched]
+    hooks.append(stack[0].register_forward_pre_hook(lambda m, a, k: first_in.append(_layer_input(a, k)), with_kwargs=True))
+    ids = (torch.arange(1, 5) % base.get_input_embeddings().num_embeddings)[None].to(next(model.parameters()).device)
+    training = model.training; model.eval()
+    try:
+        with torch.no_grad(): hs = base(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True).hidden_states
+    finally:
+        model.train(training)
+        for h in hooks: h.remove()
+    return hs, first_in[:1], calls
+
+# %% ../nbs/10_faithfulness.ipynb #6f1a7991
+_sites = weakref.WeakKeyDictionary()  # model -> its hidden sites, found once
+
+def hidden_sites(model) -> list:
+    "Where each hidden state 0 … n of `model` is made, found by one short pass and checked against `output_hidden_states`."
+    if model in _sites: return _sites[model]
+    stack = layer_stack(model); hs, first_in, calls = _trace(model, stack)
+    once = {k for k, v in Counter(id(m) for m, _ in calls).items() if v == 1}; layers = {id(m) for m in stack}
+    made = lambda m, h: next((o for c, o in calls if c is m), None)
+    same = lambda a, b: torch.is_tensor(a) and a.shape == b.shape and torch.equal(a, b)
+    def site(l, h):
+        if l == 0 and first_in and same(first_in[0], h): return HiddenSite(stack[0], 'input')
+        if l and id(stack[l - 1]) in once and same(made(stack[l - 1], h), h): return HiddenSite(stack[l - 1], 'output')
+        found = [m for m, o in calls if id(m) in once and id(m) not in layers and same(o, h)]
+        if not found: raise ClvqError(f"hidden state {l} of {type(model).__name__} is not made by a module that runs once, so it cannot be fed in: {TEXT_MODELS}")
+        return HiddenSite(found[0], 'output')
+    _sites[model] = sites = [site(l, h) for l, h in enumerate(hs)]
+    return sites
+
+def hidden_site(model, layer:int) -> HiddenSite:
+    "Where hidden state `layer` of `model` is made (0: the embeddings as they enter layer 1; l: layer l's output, or the final norm's)."
     n = model.config.get_text_config().num_hidden_layers
     if not 0 <= layer <= n: raise ClvqError(f"layer {layer} does not exist: use 0 (embeddings) to {n}")
-    if layer: return layer_stack(model)[layer - 1]
-    base = model.base_model
-    return getattr(base, 'embeddings', None) or base.get_input_embeddings()
+    return hidden_sites(model)[layer]
 
-# %% ../nbs/10_faithfulness.ipynb #22d7dff4
-class _Pass(nn.Module):
-    "Stands in for a transformer layer: returns the hidden states it is given (layers return a tensor in transformers 5)."
-    def forward(self, hidden_states, *args, **kwargs): return hidden_states
+# %% ../nbs/10_faithfulness.ipynb #12fcfb39
+def _with_first(out, value:torch.Tensor):
+    "A module's output with its hidden state (the tensor itself, or the first of a tuple or ModelOutput) replaced by `value`."
+    if torch.is_tensor(out): return value
+    if isinstance(out, ModelOutput): return type(out)(**{**out, next(iter(out)): value})
+    return (value, *out[1:])
 
 @contextmanager
 def feeding(model, layer:int, value:torch.Tensor):
-    "Within the block, hidden state `layer` of `model` is `value` (B, T, d), whatever the input ids."
-    stack = layer_stack(model) if layer else []; saved = list(stack[:layer])
-    hook = layer_module(model, 0).register_forward_hook(lambda m, i, o: value)
-    try:
-        for i in range(layer): stack[i] = _Pass()
-        yield
-    finally:
-        hook.remove()
-        for i, m in enumerate(saved): stack[i] = m
+    "Within the block, hidden state `layer` of `model` is `value` (B, T, d): a hook puts it where the model makes that state."
+    module, side = hidden_site(model, layer)
+    def check(h):
+        if h.shape != value.shape: raise ClvqError(f"hidden state {layer} is {tuple(h.shape)} in this pass and the value fed in {tuple(value.shape)}: give one per text")
+    def before(m, args, kwargs):
+        check(_layer_input(args, kwargs))
+        return ((value, *args[1:]), kwargs) if args else (args, {**kwargs, 'hidden_states': value})
+    def after(m, args, out): check(_first(out)); return _with_first(out, value)
+    hook = module.register_forward_pre_hook(before, with_kwargs=True) if side == 'input' else module.register_forward_hook(after)
+    try: yield
+    finally: hook.remove()
 
+# %% ../nbs/10_faithfulness.ipynb #174191e0
 @contextmanager
 def frozen(model:nn.Module):
     "Within the block, no parameter of `model` requires a gradient."
@@ -85,12 +134,14 @@ def _endpoints(model, inputs:dict, layer:int, ref, h, pred) -> torch.Tensor:
 def integrated_gradients(model, # a `*ForSequenceClassification` model
                          inputs:dict, # `input_ids`, `attention_mask` (B, T) tensors on the model's device
                          special:torch.Tensor, # (B, T) 1 at special tokens ([CLS], [SEP], …)
-                         layer:int, # hidden state to attribute at: 0 = embeddings, l = output of layer l
+                         layer:int, # hidden state to attribute at: 0 = embeddings, l = output of layer l (see `hidden_site`)
                          steps:int=32, # Riemann steps m
                          baseline:str='pad', # 'pad': layer l of the text with word tokens → [PAD]; 'zero'
                         ) -> tuple: # token attributions (B, T), predicted classes (B,), completeness gap (B,)
     "Integrated Gradients of the predicted class's logit w.r.t. hidden state `layer`, summed over the hidden dimension."
     if baseline not in ('pad', 'zero'): raise ClvqError(f"baseline {baseline!r} is unknown: use 'pad' or 'zero'")
+    if baseline == 'pad' and model.config.pad_token_id is None:
+        raise ClvqError("model.config.pad_token_id is not set: set it to the tokenizer's pad_token_id (load_model does), or use baseline='zero'")
     B, T = inputs['input_ids'].shape
     with torch.no_grad():
         out = model(**inputs, output_hidden_states=True)
@@ -322,7 +373,7 @@ def faithfulness(sent_vectors, # (N, d) original sentence vectors at layer l (CL
                 ) -> FaithfulnessResult:
     "Probe accuracy over stratified folds on original vectors, with the concept removed, and with random directions removed."
     dev = torch.device(device or default_device())
-    x, c = (torch.as_tensor(np.asarray(a, np.float32) if not torch.is_tensor(a) else a, device=dev).float() for a in (sent_vectors, concepts))
+    x, c = (torch.as_tensor(np.array(a, np.float32) if not torch.is_tensor(a) else a, device=dev).float() for a in (sent_vectors, concepts))
     y = np.asarray(labels).astype(np.int64); _check_faithfulness_inputs(x, y, c, folds)
     fold = np.empty(len(y), np.int64)
     for f, (_, held) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)): fold[held] = f

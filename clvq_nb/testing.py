@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np, torch
 
 # %% auto #0
-__all__ = ['FILLER', 'DECIDING', 'PlantedStore', 'one_word_task', 'tiny_classifier', 'tiny_bert', 'tiny_run_config']
+__all__ = ['FILLER', 'DECIDING', 'TINY_FAMILIES', 'PlantedStore', 'one_word_task', 'tiny_classifier', 'tiny_family', 'tiny_bert',
+           'tiny_run_config']
 
 # %% ../nbs/19_testing.ipynb #f09297c0
 class PlantedStore:
@@ -59,6 +60,25 @@ def tiny_classifier(tokenizer, # a fast tokenizer; its vocabulary sizes the embe
                                                      intermediate_size=64, max_position_embeddings=64, num_labels=2))
     train_classifier(model, tokenizer, texts, y, epochs=epochs, lr=1e-3, seed=seed)
     return model.eval()
+
+# %% ../nbs/19_testing.ipynb #b69289e4
+TINY_FAMILIES = {  # model type (as `AutoConfig.for_model` names it) -> its settings beyond the shared ones
+    'bert': {}, 'roberta': {}, 'distilbert': dict(hidden_dim=64), 'mpnet': {}, 'electra': dict(embedding_size=16),
+    'deberta-v2': dict(relative_attention=True, pos_att_type=['p2c', 'c2p'], position_buckets=16, position_biased_input=False),
+    'llama': dict(num_key_value_heads=1), 'mistral': dict(num_key_value_heads=1), 'qwen2': dict(num_key_value_heads=1),
+    'gemma': dict(num_key_value_heads=1, head_dim=16), 'gpt2': dict(n_inner=64),
+}
+
+def tiny_family(model_type:str, # a key of `TINY_FAMILIES`
+                tokenizer, # its vocabulary size and special tokens are the model's
+                num_labels:int=2, seed:int=0):
+    "A random, seeded sequence classifier of `model_type`: 3 layers of width 32, in eval mode."
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+    special = dict(pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    config = AutoConfig.for_model(model_type, vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=3, num_attention_heads=2,
+                                  intermediate_size=64, max_position_embeddings=128, num_labels=num_labels, **special, **TINY_FAMILIES[model_type])
+    torch.manual_seed(seed)
+    return AutoModelForSequenceClassification.from_config(config).eval()
 
 # %% ../nbs/19_testing.ipynb #fe5e6d6e
 def tiny_bert() -> Path:
