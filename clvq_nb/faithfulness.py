@@ -20,14 +20,14 @@ from tqdm.auto import tqdm
 from transformers.utils import ModelOutput
 from .core import ClvqError, default_device, json_sha, write_atomic
 from .assets import cache_dir
-from .models import load_model, max_tokens
+from .models import collate, encode, load_model, max_tokens
 from .extract import TEXT_MODELS, encode_words, layer_stack, plan_words, token_rows
 
 # %% auto #0
 __all__ = ['CONDITIONS', 'HiddenSite', 'hidden_sites', 'hidden_site', 'feeding', 'frozen', 'integrated_gradients',
            'WordAttributions', 'word_attributions', 'cached_saliency', 'show_attributions', 'ConceptMethod',
            'salient_concepts', 'remove_direction', 'ProbeStack', 'train_probes', 'train_probe', 'FaithfulnessResult',
-           'faithfulness', 'plot_faithfulness']
+           'faithfulness', 'plot_faithfulness', 'intervened_logits', 'InterventionResult', 'intervene']
 
 # %% ../nbs/10_faithfulness.ipynb #fd5236a1
 class HiddenSite(NamedTuple):
@@ -401,3 +401,61 @@ def plot_faithfulness(*results:FaithfulnessResult, # one result per concept meth
     fig = go.Figure([go.Bar(name=r.name or f'method {i + 1}', x=list(r.summary.index), y=r.summary['mean'],
                             error_y=dict(type='data', array=r.summary['std'])) for i, r in enumerate(results)])
     return fig.update_layout(barmode='group', title=title, yaxis=dict(title='accuracy', range=[0, 1]), height=360)
+
+# %% ../nbs/10_faithfulness.ipynb #f1e2f53e
+@torch.no_grad()
+def intervened_logits(model, # a `*ForSequenceClassification` model
+                      batch:dict, # `input_ids`, `attention_mask` (B, T) on the model's device
+                      layer:int, # hidden state to intervene on
+                      directions:dict, # condition → (B, d) direction per text, projected out at every real position
+                     ) -> dict: # 'original' and each condition → (B, classes) logits
+    "The model's logits unmodified and with each condition's direction removed from hidden state `layer`."
+    out = model(**batch, output_hidden_states=True); h = out.hidden_states[layer]
+    real = batch['attention_mask'].bool()[..., None]; logits = {'original': out.logits}
+    for k, c in directions.items():
+        with feeding(model, layer, torch.where(real, remove_direction(h, c.to(h)[:, None, :]), h)): logits[k] = model(**batch).logits
+    return logits
+
+# %% ../nbs/10_faithfulness.ipynb #379eb0d9
+@dataclass
+class InterventionResult:
+    "The model's own accuracy and prediction flips with directions removed inside it."
+    summary:pd.DataFrame # condition × (accuracy, flip_rate)
+    groups:pd.DataFrame # (group, condition) × (n, accuracy, flip_rate): by class and by TP/TN/FP/FN
+    preds:pd.DataFrame # text × condition: predicted class
+    name:str='' # the concept method's name
+    def _repr_html_(self): return self.summary.round(4).to_html()
+
+def _check_intervention_inputs(texts, y, c, d):
+    if not (len(texts) == len(y) == len(c)) or c.ndim != 2 or c.shape[1] != d:
+        raise ClvqError(f"{len(texts)} texts, {len(y)} labels and concepts {tuple(c.shape)} must match: one label and one {d}-dimensional direction per text")
+
+# %% ../nbs/10_faithfulness.ipynb #21c2efc0
+def intervene(model, tokenizer, texts:list, labels, # the classifier, its tokenizer, the texts and their true classes
+              layer:int, # hidden state l, where the directions are removed
+              concepts, # (N, d) each text's concept direction (zero: nothing removed)
+              codebook=None, # (K, d) the method's concept vectors, for the `random code` control
+              seed:int=42, # seeds the random directions (drawn as in `faithfulness`)
+              batch_size:int=32, label_names:list|None=None, name:str='',
+             ) -> InterventionResult:
+    "Intervention on the model: its accuracy and flip rate when each text's concept, or a random control, is projected out at `layer`."
+    y = np.asarray(labels).astype(np.int64); c = torch.as_tensor(np.array(concepts, np.float32)).float()
+    _check_intervention_inputs(texts, y, c, model.config.get_text_config().hidden_size); hidden_site(model, layer)
+    g = torch.Generator().manual_seed(seed + 1)
+    dirs = {'perturbed': c, 'random Gaussian direction': torch.randn(c.shape, generator=g)}
+    if codebook is not None: cb = torch.as_tensor(codebook).float().cpu(); dirs['random code'] = cb[torch.randint(len(cb), (len(c),), generator=g)]
+    ids = encode(tokenizer, texts, max_tokens(model, tokenizer)); order = np.argsort([len(i) for i in ids], kind='stable')
+    preds = {k: np.empty(len(y), np.int64) for k in ('original', *dirs)}; model.eval()
+    for b in (order[i:i + batch_size] for i in range(0, len(order), batch_size)):
+        logits = intervened_logits(model, collate([ids[j] for j in b], tokenizer.pad_token_id, model.device), layer, {k: v[b] for k, v in dirs.items()})
+        for k, v in logits.items(): preds[k][b] = v.argmax(-1).cpu().numpy()
+    return _intervention_result(preds, y, label_names, name)
+
+# %% ../nbs/10_faithfulness.ipynb #8cb1b923
+def _intervention_result(preds:dict, y:np.ndarray, label_names, name) -> InterventionResult:
+    "Accuracy and flip rate of each condition, overall and within each group of `_groups`."
+    p = pd.DataFrame(preds); names = label_names or [str(i) for i in range(int(y.max()) + 1)]
+    rate = lambda m: pd.DataFrame(dict(n=int(m.sum()), accuracy=p[m].eq(y[m], axis=0).mean(), flip_rate=p[m].ne(p.original[m], axis=0).mean()))
+    groups = {g: rate(m) for g, m in _groups(y, p.original.values, names).items() if m.any()}
+    summary = rate(np.ones(len(y), bool))[['accuracy', 'flip_rate']].rename_axis('condition')
+    return InterventionResult(summary, pd.concat(groups, names=['group', 'condition']), p, name)

@@ -14,7 +14,8 @@ from .report import write_report
 
 # %% auto #0
 __all__ = ['STAGES', 'default_layer_pair', 'PipelineConfig', 'read_config', 'stage_finetune', 'stage_extract', 'stage_train',
-           'saliency', 'measure', 'concept_outputs', 'stage_evaluate', 'stage_report', 'run_stage', 'run_pipeline']
+           'saliency', 'model_intervention', 'measure', 'concept_outputs', 'stage_evaluate', 'stage_report',
+           'run_stage', 'run_pipeline']
 
 # %% ../nbs/17a_pipeline.ipynb #defc3220
 def default_layer_pair(num_layers:int) -> tuple[int, int]:
@@ -164,8 +165,15 @@ def saliency(cfg:PipelineConfig, store, layer:int) -> np.ndarray:
 def _mean_std(summary:pd.DataFrame, condition:str) -> dict:
     return dict(mean=float(summary.loc[condition, 'mean']), std=float(summary.loc[condition, 'std']))
 
+def model_intervention(cfg:PipelineConfig, test, layer:int, concepts, codebook):
+    "The fine-tuned classifier's own accuracy and flip rate with each test sentence's concept removed inside it at `layer` (`intervene`)."
+    from clvq_nb.models import load_model
+    from clvq_nb.faithfulness import intervene
+    clf, tok = load_model(_read_json(_out(cfg)/'finetune.json', 'finetune', cfg)['finetuned'], num_labels=len(test.label_names), device=cfg.device)
+    return intervene(clf, tok, test.texts, test.labels, layer, concepts, codebook=codebook, seed=cfg.seed, label_names=test.label_names, name='CLVQ-VAE')
+
 def measure(cfg:PipelineConfig, model, train_store, test, layer_in:int, layer_out:int, salient:np.ndarray) -> tuple[dict, object]:
-    "Test-split reconstruction beside its baselines, codebook use, bottleneck check and faithfulness of a trained model."
+    "Test-split reconstruction beside its baselines, codebook use, bottleneck check, and faithfulness (probe and intervention) of a trained model."
     from clvq_nb.train import SentencePairs, evaluate, reconstruction_baselines, split_sentences
     from clvq_nb.clvq import bottleneck_check, bypass_note, code_ratio
     from clvq_nb.baselines import VQConcepts
@@ -173,17 +181,17 @@ def measure(cfg:PipelineConfig, model, train_store, test, layer_in:int, layer_ou
     tc = cfg.train_config(layer_in, layer_out); pairs, bs = SentencePairs(test, layer_in, layer_out), tc.batch_size
     fit = SentencePairs(train_store, layer_in, layer_out, split_sentences(len(train_store), tc.val_fraction, tc.seed)[0])  # the words it trained on
     rec, bn, base = evaluate(model, pairs.batches(bs)), bottleneck_check(model, pairs.batches(bs), seed=cfg.seed), reconstruction_baselines(model, fit, pairs, bs)
-    method = VQConcepts(model, layer_in)
-    fr = faithfulness(test.sentence_vectors(layer_in), test.labels, salient_concepts(method, test, layer_in, salient),
-                      preds=test.preds, codebook=method.codebook, folds=cfg.folds, seed=cfg.seed,
-                      label_names=test.label_names, name=method.name, device=cfg.device)
+    method = VQConcepts(model, layer_in); concepts = salient_concepts(method, test, layer_in, salient)
+    fr = faithfulness(test.sentence_vectors(layer_in), test.labels, concepts, preds=test.preds, codebook=method.codebook, folds=cfg.folds,
+                      seed=cfg.seed, label_names=test.label_names, name=method.name, device=cfg.device)
+    iv = model_intervention(cfg, test, layer_in, concepts, method.codebook)
     metrics = dict(reconstruction=dict(split='test', fvu=rec['fvu'], mse=rec['mse'], **{k: base[k] for k in ('ridge_fvu', 'lookup_fvu', 'mean_fvu')}),
                    codebook={k: rec[k] for k in ('perplexity', 'utilisation', 'used_fraction', 'dead_codes', 'num_codes')},
                    faithfulness=dict(folds=cfg.folds, original=_mean_std(fr.summary, 'original'), perturbed=_mean_std(fr.summary, 'perturbed'),
                                      random=_mean_std(fr.summary, 'random Gaussian direction'), random_code=_mean_std(fr.summary, 'random code')),
-                   bottleneck=bn, code_ratio=code_ratio(bn))
+                   intervention=iv.summary.to_dict('index'), bottleneck=bn, code_ratio=code_ratio(bn))
     if note := bypass_note(bn): metrics['bypass'] = note
-    return metrics, fr
+    return metrics, fr, iv
 
 # %% ../nbs/17a_pipeline.ipynb #6ca0b640
 def concept_outputs(cfg:PipelineConfig, model, train_store, test, layer_in:int, salient:np.ndarray) -> dict:
@@ -201,13 +209,14 @@ def concept_outputs(cfg:PipelineConfig, model, train_store, test, layer_in:int, 
 
 # %% ../nbs/17a_pipeline.ipynb #41f5a2bf
 def stage_evaluate(cfg:PipelineConfig) -> dict:
-    "Evaluate the trained run on the test split; write metrics.json, concepts.csv, clouds/ and eval/."
+    "Evaluate the trained run on the test split; write metrics.json, concepts.csv, clouds/ and eval/ (saliency, probe test, intervention, outcomes)."
     from clvq_nb.train import load_run
     out = _out(cfg); res = load_run(out/'run', device=cfg.device)
     run_cfg = json.loads((out/'run'/'run.json').read_text())['config']; l, h = run_cfg['layer_in'], run_cfg['layer_out']
     train_store, test = _store(cfg, 'train'), _store(cfg, 'test'); salient = saliency(cfg, test, l)
-    metrics, fr = measure(cfg, res.model, train_store, test, l, h, salient)
+    metrics, fr, iv = measure(cfg, res.model, train_store, test, l, h, salient)
     write_atomic(out/'eval'/'faithfulness.csv', fr.summary.to_csv()); write_atomic(out/'eval'/'faithfulness_by_group.csv', fr.groups.to_csv())
+    write_atomic(out/'eval'/'intervention.csv', iv.summary.to_csv()); write_atomic(out/'eval'/'intervention_by_group.csv', iv.groups.to_csv())
     written = concept_outputs(cfg, res.model, train_store, test, l, salient)
     metrics.update(layers=[l, h], validation=res.metrics['validation'], validation_baselines=res.metrics.get('baselines'), best_epoch=res.metrics['best_epoch'],
                    classifier={k: v for k, v in _read_json(out/'finetune.json', 'finetune', cfg).items() if k.endswith('accuracy')},

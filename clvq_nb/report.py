@@ -22,6 +22,12 @@ def plot_code_usage(codes:np.ndarray, num_codes:int, title:str='Codebook usage (
 
 _BASELINES = (('ridge_fvu', 'ridge map l → h (FVU)'), ('lookup_fvu', 'lookup of its codes (FVU)'), ('mean_fvu', 'training mean (FVU)'))
 
+def _intervention_rows(iv:dict|None) -> list:
+    "Key-number rows of the intervention on the model: accuracy, and the share of predictions flipped, per condition."
+    names = {'original': 'model accuracy: unmodified', 'perturbed': '… concept removed inside it', 'random Gaussian direction': '… random Gaussian direction removed',
+             'random code': '… random code removed'}
+    return [(names[k], f"{v['accuracy']:.3f}" + (f" ({v['flip_rate']:.1%} flipped)" if k != 'original' else '')) for k, v in (iv or {}).items() if k in names]
+
 def key_numbers(m:dict) -> pd.DataFrame:
     "The headline metrics of a run's metrics.json as a two-column table."
     f, r = m['faithfulness'], m['reconstruction']; ms = lambda d: f"{d['mean']:.3f} ± {d['std']:.3f}"
@@ -31,6 +37,7 @@ def key_numbers(m:dict) -> pd.DataFrame:
             ('codes used', f"{m['codebook']['used_fraction']:.1%}"), ('dead codes', m['codebook']['dead_codes']),
             ('probe accuracy: original', ms(f['original'])), ('… concept removed', ms(f['perturbed'])),
             ('… random Gaussian direction removed', ms(f['random'])), ('… random code removed', ms(f['random_code'])),
+            *_intervention_rows(m.get('intervention')),
             *[(f'classifier {k.replace("_", " ")}', f'{v:.3f}') for k, v in m.get('classifier', {}).items()]]
     return pd.DataFrame(rows, columns=['measure', 'value'])
 
@@ -80,6 +87,10 @@ def _sections(out:Path, m:dict, concepts:pd.DataFrame) -> list:
             dict(title='Faithfulness', intro=f"Probe accuracy over {m['faithfulness']['folds']} stratified folds on layer-{l} sentence vectors: original, "
                  "with the concept of the most salient word removed, and with a random direction or code removed (notebook 10).",
                  body=_figure(plot_faithfulness(fr), False) + _table(fr.table().to_frame('accuracy')) + _table(groups.round(4))),
+            *([dict(title='Intervention on the model', intro=f"The fine-tuned classifier itself, with the concept (or a random control) projected out of hidden state {l} at "
+                   "every real position and the remaining layers run: its accuracy and the share of its predictions that flip, overall and by class and outcome (notebook 10).",
+                   body=_table(pd.read_csv(out/'eval'/'intervention.csv', index_col=0).round(4)) + _table(pd.read_csv(out/'eval'/'intervention_by_group.csv', index_col=[0, 1]).round(4)))]
+              if (out/'eval'/'intervention.csv').exists() else []),
             dict(title='Bottleneck check', intro='Test MSE with the real codes, with codes shuffled, and with the memory path zeroed: '
                  'how much the reconstruction depends on the codes (notebook 07).', body=_table(pd.Series(m['bottleneck']).round(5).to_frame('MSE'))),
             dict(title='Why right, why wrong', intro='For true/false positives and negatives: the word cloud of the code of the most salient word.',
