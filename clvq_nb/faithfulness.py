@@ -24,7 +24,7 @@ from .models import collate, encode, load_model, max_tokens
 from .extract import TEXT_MODELS, encode_words, layer_stack, plan_words, token_rows
 
 # %% auto #0
-__all__ = ['CONDITIONS', 'HiddenSite', 'hidden_sites', 'hidden_site', 'feeding', 'frozen', 'integrated_gradients',
+__all__ = ['CONDITIONS', 'RETRAINED', 'HiddenSite', 'hidden_sites', 'hidden_site', 'feeding', 'frozen', 'integrated_gradients',
            'WordAttributions', 'word_attributions', 'cached_saliency', 'show_attributions', 'ConceptMethod',
            'salient_concepts', 'remove_direction', 'ProbeStack', 'train_probes', 'train_probe', 'FaithfulnessResult',
            'faithfulness', 'plot_faithfulness', 'intervened_logits', 'InterventionResult', 'intervene']
@@ -318,6 +318,7 @@ def train_probe(x:torch.Tensor, y:torch.Tensor, seed:int=42, **kwargs) -> nn.Seq
 
 # %% ../nbs/10_faithfulness.ipynb #627c0d19
 CONDITIONS = ('original', 'perturbed', 'random Gaussian direction', 'random code')
+RETRAINED = 'perturbed, probe retrained'  # the optional fifth condition (Kumar et al. 2023)
 
 @dataclass
 class FaithfulnessResult:
@@ -369,6 +370,7 @@ def faithfulness(sent_vectors, # (N, d) original sentence vectors at layer l (CL
                  label_names:list|None=None, # class names for the breakdown
                  name:str='', # the concept method's name
                  device=None, # None: `default_device()`
+                 retrained:bool=False, # also `perturbed, probe retrained`: probes trained on the perturbed vectors of the other folds
                  **probe_kwargs, # epochs, lr, batch_size, hidden, dropout: see `train_probes`
                 ) -> FaithfulnessResult:
     "Probe accuracy over stratified folds on original vectors, with the concept removed, and with random directions removed."
@@ -378,7 +380,8 @@ def faithfulness(sent_vectors, # (N, d) original sentence vectors at layer l (CL
     fold = np.empty(len(y), np.int64)
     for f, (_, held) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)): fold[held] = f
     fold_t, yt = torch.as_tensor(fold, device=dev), torch.as_tensor(y, device=dev)
-    probes = train_probes(x, yt, fold_t[None] != torch.arange(folds, device=dev)[:, None], int(y.max()) + 1, seed=seed, **probe_kwargs)
+    train_on = fold_t[None] != torch.arange(folds, device=dev)[:, None]
+    probes = train_probes(x, yt, train_on, int(y.max()) + 1, seed=seed, **probe_kwargs)
     g = torch.Generator(dev).manual_seed(seed + 1)
     variants = {'original': x, 'perturbed': remove_direction(x, c),
                 'random Gaussian direction': remove_direction(x, torch.randn(x.shape, generator=g, device=dev))}
@@ -387,6 +390,9 @@ def faithfulness(sent_vectors, # (N, d) original sentence vectors at layer l (CL
         variants['random code'] = remove_direction(x, cb[torch.randint(len(cb), (len(x),), generator=g, device=dev)])
     with torch.no_grad():  # each sentence is judged by the probe of the fold that held it out
         correct = {k: (probes(v).argmax(-1)[fold_t, torch.arange(len(y), device=dev)] == yt).float().cpu().numpy() for k, v in variants.items()}
+    if retrained:  # is the information gone, or did the vectors only leave the distribution the probe knows?
+        again = train_probes(variants['perturbed'], yt, train_on, int(y.max()) + 1, seed=seed, **probe_kwargs)
+        with torch.no_grad(): correct[RETRAINED] = (again(variants['perturbed']).argmax(-1)[fold_t, torch.arange(len(y), device=dev)] == yt).float().cpu().numpy()
     per_fold = pd.DataFrame({k: _fold_accuracy(v, fold, folds) for k, v in correct.items()}).rename_axis('fold')
     summary = pd.DataFrame(dict(mean=per_fold.mean(), std=per_fold.std(ddof=0))).rename_axis('condition')
     names = label_names or [str(i) for i in range(int(y.max()) + 1)]

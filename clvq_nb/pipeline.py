@@ -177,18 +177,19 @@ def measure(cfg:PipelineConfig, model, train_store, test, layer_in:int, layer_ou
     from clvq_nb.train import SentencePairs, evaluate, reconstruction_baselines, split_sentences
     from clvq_nb.clvq import bottleneck_check, bypass_note, code_ratio
     from clvq_nb.baselines import VQConcepts
-    from clvq_nb.faithfulness import salient_concepts, faithfulness
+    from clvq_nb.faithfulness import RETRAINED, salient_concepts, faithfulness
     tc = cfg.train_config(layer_in, layer_out); pairs, bs = SentencePairs(test, layer_in, layer_out), tc.batch_size
     fit = SentencePairs(train_store, layer_in, layer_out, split_sentences(len(train_store), tc.val_fraction, tc.seed)[0])  # the words it trained on
     rec, bn, base = evaluate(model, pairs.batches(bs)), bottleneck_check(model, pairs.batches(bs), seed=cfg.seed), reconstruction_baselines(model, fit, pairs, bs)
     method = VQConcepts(model, layer_in); concepts = salient_concepts(method, test, layer_in, salient)
     fr = faithfulness(test.sentence_vectors(layer_in), test.labels, concepts, preds=test.preds, codebook=method.codebook, folds=cfg.folds,
-                      seed=cfg.seed, label_names=test.label_names, name=method.name, device=cfg.device)
+                      seed=cfg.seed, label_names=test.label_names, name=method.name, device=cfg.device, retrained=True)
     iv = model_intervention(cfg, test, layer_in, concepts, method.codebook)
     metrics = dict(reconstruction=dict(split='test', fvu=rec['fvu'], mse=rec['mse'], **{k: base[k] for k in ('ridge_fvu', 'lookup_fvu', 'mean_fvu')}),
                    codebook={k: rec[k] for k in ('perplexity', 'utilisation', 'used_fraction', 'dead_codes', 'num_codes')},
                    faithfulness=dict(folds=cfg.folds, original=_mean_std(fr.summary, 'original'), perturbed=_mean_std(fr.summary, 'perturbed'),
-                                     random=_mean_std(fr.summary, 'random Gaussian direction'), random_code=_mean_std(fr.summary, 'random code')),
+                                     random=_mean_std(fr.summary, 'random Gaussian direction'), random_code=_mean_std(fr.summary, 'random code'),
+                                     retrained=_mean_std(fr.summary, RETRAINED)),
                    intervention=iv.summary.to_dict('index'), bottleneck=bn, code_ratio=code_ratio(bn))
     if note := bypass_note(bn): metrics['bypass'] = note
     return metrics, fr, iv

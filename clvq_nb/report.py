@@ -37,6 +37,7 @@ def key_numbers(m:dict) -> pd.DataFrame:
             ('codes used', f"{m['codebook']['used_fraction']:.1%}"), ('dead codes', m['codebook']['dead_codes']),
             ('probe accuracy: original', ms(f['original'])), ('… concept removed', ms(f['perturbed'])),
             ('… random Gaussian direction removed', ms(f['random'])), ('… random code removed', ms(f['random_code'])),
+            *([('… concept removed, probe retrained on such vectors', ms(f['retrained']))] if 'retrained' in f else []),
             *_intervention_rows(m.get('intervention')),
             *[(f'classifier {k.replace("_", " ")}', f'{v:.3f}') for k, v in m.get('classifier', {}).items()]]
     return pd.DataFrame(rows, columns=['measure', 'value'])
@@ -85,7 +86,7 @@ def _sections(out:Path, m:dict, concepts:pd.DataFrame) -> list:
                  body=_figure(plot_history(pd.read_csv(out/'history.csv'), m.get('validation_baselines')), True)),
             dict(title='Codebook usage', intro='Words of the training split per code.', body=_figure(plot_code_usage(codes, m['codebook']['num_codes']), False)),
             dict(title='Faithfulness', intro=f"Probe accuracy over {m['faithfulness']['folds']} stratified folds on layer-{l} sentence vectors: original, "
-                 "with the concept of the most salient word removed, and with a random direction or code removed (notebook 10).",
+                 "with the concept of the most salient word removed, with a random direction or code removed, and the concept removed for probes retrained on such vectors (notebook 10).",
                  body=_figure(plot_faithfulness(fr), False) + _table(fr.table().to_frame('accuracy')) + _table(groups.round(4))),
             *([dict(title='Intervention on the model', intro=f"The fine-tuned classifier itself, with the concept (or a random control) projected out of hidden state {l} at "
                    "every real position and the remaining layers run: its accuracy and the share of its predictions that flip, overall and by class and outcome (notebook 10).",
