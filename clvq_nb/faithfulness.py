@@ -417,10 +417,11 @@ def intervened_logits(model, # a `*ForSequenceClassification` model
                      ) -> dict: # 'original' and each condition → (B, classes) logits
     "The model's logits unmodified and with each condition's direction removed from hidden state `layer`."
     out = model(**batch, output_hidden_states=True); h = out.hidden_states[layer]
-    real = batch['attention_mask'].bool()[..., None]; logits = {'original': out.logits}
-    for k, c in directions.items():
-        with feeding(model, layer, torch.where(real, remove_direction(h, c.to(h)[:, None, :]), h)): logits[k] = model(**batch).logits
-    return logits
+    if not directions: return {'original': out.logits}
+    real = batch['attention_mask'].bool()[..., None]  # every condition's texts in one fed pass of K × B
+    fed = torch.cat([torch.where(real, remove_direction(h, c.to(h)[:, None, :]), h) for c in directions.values()])
+    with feeding(model, layer, fed): logits = model(**{k: v.repeat(len(directions), 1) for k, v in batch.items()}).logits
+    return {'original': out.logits, **dict(zip(directions, logits.split(len(h))))}
 
 # %% ../nbs/10_faithfulness.ipynb #379eb0d9
 @dataclass
@@ -442,7 +443,7 @@ def intervene(model, tokenizer, texts:list, labels, # the classifier, its tokeni
               concepts, # (N, d) each text's concept direction (zero: nothing removed)
               codebook=None, # (K, d) the method's concept vectors, for the `random code` control
               seed:int=42, # seeds the random directions (drawn as in `faithfulness`)
-              batch_size:int=32, label_names:list|None=None, name:str='',
+              batch_size:int=64, label_names:list|None=None, name:str='',
              ) -> InterventionResult:
     "Intervention on the model: its accuracy and flip rate when each text's concept, or a random control, is projected out at `layer`."
     y = np.asarray(labels).astype(np.int64); c = torch.as_tensor(np.array(concepts, np.float32)).float()
