@@ -27,7 +27,8 @@ from .extract import TEXT_MODELS, encode_words, layer_stack, plan_words, token_r
 __all__ = ['CONDITIONS', 'RETRAINED', 'HiddenSite', 'hidden_sites', 'hidden_site', 'feeding', 'frozen', 'integrated_gradients',
            'WordAttributions', 'word_attributions', 'cached_saliency', 'show_attributions', 'ConceptMethod',
            'salient_concepts', 'remove_direction', 'ProbeStack', 'train_probes', 'train_probe', 'FaithfulnessResult',
-           'faithfulness', 'plot_faithfulness', 'intervened_logits', 'InterventionResult', 'intervene']
+           'random_directions', 'faithfulness', 'plot_faithfulness', 'intervened_logits', 'InterventionResult',
+           'intervene']
 
 # %% ../nbs/10_faithfulness.ipynb #fd5236a1
 class HiddenSite(NamedTuple):
@@ -359,7 +360,19 @@ def _breakdown(correct:dict, fold:np.ndarray, folds:int, groups:dict) -> pd.Data
             rows.append(dict(group=g, condition=k, n=int(m.sum()), mean=np.nanmean(a), std=np.nanstd(a)))
     return pd.DataFrame(rows).set_index(['group', 'condition'])
 
-# %% ../nbs/10_faithfulness.ipynb #8ee4b2bf
+# %% ../nbs/10_faithfulness.ipynb #23ca7066
+def random_directions(n:int, d:int, # how many directions, of what dimension
+                      codebook=None, # (K, d) concept vectors: adds `random code`
+                      seed:int=42, # the draws are seeded with seed + 1
+                      device='cpu') -> dict: # condition → (n, d) directions
+    "The random controls, one direction per sentence: `random Gaussian direction` and, given a codebook, `random code`."
+    g = torch.Generator(device).manual_seed(seed + 1)
+    out = {'random Gaussian direction': torch.randn(n, d, generator=g, device=device)}
+    if codebook is not None:
+        cb = torch.as_tensor(codebook, device=device).float(); out['random code'] = cb[torch.randint(len(cb), (n,), generator=g, device=device)]
+    return out
+
+# %% ../nbs/10_faithfulness.ipynb #6cac0b48
 def faithfulness(sent_vectors, # (N, d) original sentence vectors at layer l (CLS, or last token)
                  labels, # (N,) true class ids
                  concepts, # (N, d) each sentence's concept vector (zero: nothing removed)
@@ -382,12 +395,8 @@ def faithfulness(sent_vectors, # (N, d) original sentence vectors at layer l (CL
     fold_t, yt = torch.as_tensor(fold, device=dev), torch.as_tensor(y, device=dev)
     train_on = fold_t[None] != torch.arange(folds, device=dev)[:, None]
     probes = train_probes(x, yt, train_on, int(y.max()) + 1, seed=seed, **probe_kwargs)
-    g = torch.Generator(dev).manual_seed(seed + 1)
     variants = {'original': x, 'perturbed': remove_direction(x, c),
-                'random Gaussian direction': remove_direction(x, torch.randn(x.shape, generator=g, device=dev))}
-    if codebook is not None:
-        cb = torch.as_tensor(codebook, device=dev).float()
-        variants['random code'] = remove_direction(x, cb[torch.randint(len(cb), (len(x),), generator=g, device=dev)])
+                **{k: remove_direction(x, r) for k, r in random_directions(len(x), x.shape[1], codebook, seed, dev).items()}}
     with torch.no_grad():  # each sentence is judged by the probe of the fold that held it out
         correct = {k: (probes(v).argmax(-1)[fold_t, torch.arange(len(y), device=dev)] == yt).float().cpu().numpy() for k, v in variants.items()}
     if retrained:  # is the information gone, or did the vectors only leave the distribution the probe knows?
@@ -437,20 +446,18 @@ def _check_intervention_inputs(texts, y, c, d):
     if not (len(texts) == len(y) == len(c)) or c.ndim != 2 or c.shape[1] != d:
         raise ClvqError(f"{len(texts)} texts, {len(y)} labels and concepts {tuple(c.shape)} must match: one label and one {d}-dimensional direction per text")
 
-# %% ../nbs/10_faithfulness.ipynb #21c2efc0
+# %% ../nbs/10_faithfulness.ipynb #fbad8d6c
 def intervene(model, tokenizer, texts:list, labels, # the classifier, its tokenizer, the texts and their true classes
               layer:int, # hidden state l, where the directions are removed
               concepts, # (N, d) each text's concept direction (zero: nothing removed)
               codebook=None, # (K, d) the method's concept vectors, for the `random code` control
-              seed:int=42, # seeds the random directions (drawn as in `faithfulness`)
+              seed:int=42, # seeds the random directions (`random_directions`, as in `faithfulness`)
               batch_size:int=64, label_names:list|None=None, name:str='',
              ) -> InterventionResult:
     "Intervention on the model: its accuracy and flip rate when each text's concept, or a random control, is projected out at `layer`."
     y = np.asarray(labels).astype(np.int64); c = torch.as_tensor(np.array(concepts, np.float32)).float()
     _check_intervention_inputs(texts, y, c, model.config.get_text_config().hidden_size); hidden_site(model, layer)
-    g = torch.Generator().manual_seed(seed + 1)
-    dirs = {'perturbed': c, 'random Gaussian direction': torch.randn(c.shape, generator=g)}
-    if codebook is not None: cb = torch.as_tensor(codebook).float().cpu(); dirs['random code'] = cb[torch.randint(len(cb), (len(c),), generator=g)]
+    dirs = {'perturbed': c, **random_directions(len(c), c.shape[1], codebook, seed)}
     ids = encode(tokenizer, texts, max_tokens(model, tokenizer)); order = np.argsort([len(i) for i in ids], kind='stable')
     preds = {k: np.empty(len(y), np.int64) for k in ('original', *dirs)}; model.eval()
     for b in (order[i:i + batch_size] for i in range(0, len(order), batch_size)):
