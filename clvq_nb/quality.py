@@ -147,6 +147,7 @@ def word_labels(store, # an `ActivationStore` (with its texts)
                 chunk:int=1000, # texts labelled at a time
                 batch_size:int=256, # texts per `nlp.pipe` batch
                 folder:str|Path|None=None, # where labels are cached; None: `labels/` in the cache folder
+                nlp=None, # a tagger from `load_tagger`; None: loaded if the store has to be labelled
                 verbose:bool=True) -> WordLabels:
     "POS, entity and polarity labels of every word of `store`, computed once and cached by the store's fingerprint."
     if 'fingerprint' not in getattr(store, 'metadata', {}): raise ClvqError("word_labels needs an ActivationStore with its fingerprint: open the store with ActivationStore(path)")
@@ -154,7 +155,7 @@ def word_labels(store, # an `ActivationStore` (with its texts)
     if not folder.exists():
         if verbose: print(f"labelling {store.num_words:,} words of {len(store):,} texts with {key['tagger']['model']} …", flush=True)
         def write(tmp):
-            info = _write_labels(tmp, store, load_tagger(), afinn_lexicon(), chunk, batch_size)
+            info = _write_labels(tmp, store, nlp or load_tagger(), afinn_lexicon(), chunk, batch_size)
             (tmp/'labels.json').write_text(json.dumps(dict(key=key, **info), indent=1))
             if info['stop_word_share'] < 0.05:
                 warnings.warn(f"only {info['stop_word_share']:.1%} of the words are English stop words: the corpus does not look English, so "
