@@ -67,8 +67,9 @@ def _figure(fig, first:bool) -> Markup:
 def _table(df) -> Markup: return Markup(df.to_html())
 
 def _clouds(out:Path, concepts:pd.DataFrame) -> list:
-    "The saved word clouds, each with its code's top words."
-    top = dict(zip(concepts.code, concepts.get('top_words', pd.Series('', index=concepts.index)).fillna('')))
+    "The saved word clouds, each with its code's name (after `clvq quality`) or else its top words."
+    top = concepts.get('top_words', pd.Series('', index=concepts.index)).fillna('')
+    top = dict(zip(concepts.code, concepts['name'].fillna(top) if 'name' in concepts else top))
     return [dict(code=int(p.stem.split('-')[1]), words=top.get(int(p.stem.split('-')[1]), ''),
                  uri='data:image/png;base64,' + base64.b64encode(p.read_bytes()).decode()) for p in sorted((out/'clouds').glob('code-*.png'))]
 
