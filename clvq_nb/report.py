@@ -72,8 +72,9 @@ def _figure(fig, first:bool) -> Markup:
 def _table(df) -> Markup: return Markup(df.to_html())
 
 def _clouds(out:Path, concepts:pd.DataFrame) -> list:
-    "The saved word clouds, each with its code's top words."
-    top = dict(zip(concepts.code, concepts.get('top_words', pd.Series('', index=concepts.index)).fillna('')))
+    "The saved word clouds, each with its code's name (after `clvq quality`) or else its top words."
+    top = concepts.get('top_words', pd.Series('', index=concepts.index)).fillna('')
+    top = dict(zip(concepts.code, concepts['name'].fillna(top) if 'name' in concepts else top))
     return [dict(code=int(p.stem.split('-')[1]), words=top.get(int(p.stem.split('-')[1]), ''),
                  uri='data:image/png;base64,' + base64.b64encode(p.read_bytes()).decode()) for p in sorted((out/'clouds').glob('code-*.png'))]
 
@@ -100,6 +101,7 @@ def _sections(out:Path, m:dict, concepts:pd.DataFrame) -> list:
               if (out/'eval'/'intervention.csv').exists() else []),
             dict(title='Bottleneck check', intro='Test MSE with the real codes, with codes shuffled, and with the memory path zeroed: '
                  'how much the reconstruction depends on the codes (notebook 07).', body=_table(pd.Series(m['bottleneck']).round(5).to_frame('MSE'))),
+            *_quality_sections(out),
             dict(title='Why right, why wrong', intro='For true/false positives and negatives: the word cloud of the code of the most salient word.',
                  body=Markup((out/'eval'/'outcome_grid.html').read_text())),
             dict(title='Timing', intro='Seconds per stage.', body=_table(pd.Series(m.get('timing', {}), dtype=float).round(1).to_frame('seconds')))]
@@ -119,3 +121,17 @@ def write_report(out:str|Path) -> dict:
     "Write OUT/report.html from the files the other stages wrote; return its path and size."
     html = render_report(out)
     return dict(report=str(write_atomic(Path(out)/'report.html', html)), bytes=len(html.encode()))
+
+# %% ../nbs/17_report.ipynb #c5488e7a
+def _quality_sections(out:Path) -> list:
+    "The concept-quality section, when `clvq quality` wrote quality.json; else nothing."
+    if not (out/'quality.json').exists(): return []
+    import json
+    from clvq_nb.quality import plot_alignment
+    q = json.loads((out/'quality.json').read_text()); summary = pd.DataFrame(q['methods']).T.rename_axis('method').reset_index()
+    codes = pd.read_csv(out/'eval'/'concept_quality.csv').sort_values('count', ascending=False, kind='stable').head(20)
+    cols = ['code', 'name', 'count', 'best_label', 'best_f1', 'entropy', 'top_share']
+    return [dict(title='Concept quality', intro=f"On the {q['labelling']['words']:,} training words: codes used at least {q['min_count']} times, aligned with a label family "
+                 f"when one of its labels covers at least {q['theta']:.0%} of them (part of speech, entity type, AFINN polarity); the word-type entropy of each code "
+                 "and the share of codes that are one word type (identity), beside k-means alone and the word-identity control (notebook 14a). The most used codes, named:",
+                 body=_figure(plot_alignment(summary), False) + _table(summary.set_index('method').astype(float).round(3)) + Markup(codes[cols].round(3).to_html(index=False)))]

@@ -72,10 +72,11 @@ def test_run_writes_everything(ran):
                 'bottleneck.real', 'bottleneck.shuffled', 'bottleneck.no_memory'):
         section, name = key.split('.'); assert math.isfinite(m[section][name]), key
     for cond in ('original', 'perturbed', 'random'): assert set(m['faithfulness'][cond]) == {'mean', 'std'}
-    assert set(m['timing']) == {'finetune', 'extract', 'train', 'evaluate', 'report'}
+    assert set(m['timing']) == {'finetune', 'extract', 'train', 'evaluate', 'quality', 'report'}
     assert m['config']['pipeline']['limit'] == 80 and m['config']['train']['model']['num_codes'] == 16
     assert (out/'history.csv').exists() and (out/'run'/'best.safetensors').exists() and len(list((out/'clouds').glob('*.png'))) == 3
     concepts = (out/'concepts.csv').read_text(); assert concepts.count('\n') > 3
+    q = m['concept_quality']; assert set(q['methods']) == {'CLVQ-VAE', 'k-means (K=16)', 'word identity (control)'} and 'name' in concepts.splitlines()[0]
     html = (out/'report.html').read_text()
     assert 'src="http' not in html and '<script src=' not in html, 'the report must open offline'
     assert html.count('class="plotly-graph-div"') >= 3 and html.count('data:image/png;base64,') >= 3 + 4
@@ -104,6 +105,7 @@ def test_config_file_and_flags(tmp_path):
     (['run', '--set', 'train.lr=fast'], "train.lr = 'fast'"),
     (['run', '--set', 'clvq.num_code=8'], 'num_code'),
     (['evaluate'], 'holds no finished run'),
+    (['quality'], 'holds no finished run'),
     (['extract', '--model', 'no-such-model-xyz'], 'no-such-model-xyz'),
     (['extract', '--task', 'sentimnt'], "unknown task 'sentimnt'"),
     (['extract', '--task', 'file', '--data', '/nonexistent/data.csv'], '/nonexistent/data.csv'),
