@@ -15,8 +15,8 @@ from .assets import fetch
 
 # %% auto #0
 __all__ = ['SPLITS', 'POLARITY', 'TOXICITY', 'AG_NEWS', 'TASKS', 'read_table', 'select_columns', 'drop_empty', 'encode_labels',
-           'stratified_split', 'make_splits', 'to_datasetdict', 'split_files', 'read_splits', 'from_hub',
-           'read_pang_lee', 'read_topic_folder', 'read_release', 'eraser_from_hub', 'jigsaw_columns',
+           'stratified_split', 'stratified_sample', 'make_splits', 'to_datasetdict', 'split_files', 'read_splits',
+           'from_hub', 'read_pang_lee', 'read_topic_folder', 'read_release', 'eraser_from_hub', 'jigsaw_columns',
            'read_ag_news_csv', 'hub_classlabel_frames', 'Task', 'get_task', 'load_task']
 
 # %% ../nbs/01_data.ipynb #9e358d33
@@ -75,6 +75,14 @@ def stratified_split(y:np.ndarray, fracs:list, seed:int=42) -> list:
         cuts = np.cumsum([int(round(f * len(idx))) for f in fracs])
         for k, chunk in enumerate(np.split(idx, cuts)): parts[(k + 1) % len(parts)].append(chunk)
     return [rng.permutation(np.concatenate(p)) for p in parts]
+
+# %% ../nbs/01_data.ipynb #47d43749
+def stratified_sample(ds:datasets.Dataset, # with a `label` column
+                      n:int|None, # about how many rows; None (or not fewer than the dataset's): all of them
+                      seed:int=42) -> datasets.Dataset:
+    "About `n` rows, each class in proportion, seeded, in the dataset's order."
+    if not n or n >= len(ds): return ds
+    return ds.select(np.sort(stratified_split(np.asarray(ds['label']), [n / len(ds)], seed)[1]))
 
 # %% ../nbs/01_data.ipynb #1e98b1c3
 SPLITS = ('train', 'validation', 'test')

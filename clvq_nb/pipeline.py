@@ -34,7 +34,7 @@ class PipelineConfig:
     splits:list=field(default_factory=lambda: ['train', 'test']) # splits to extract (train and test are needed downstream)
     aggregation:str='last' # subwords to word: first, last or mean
     dtype:str='float16' # store precision
-    limit:int|None=None # only the first N texts of each split (a quick look)
+    limit:int|None=None # about N texts of each split, each class in proportion (seeded; a quick look)
     finetune:bool=True # fine-tune a classifier first (False: the base model, no predictions)
     classifier:dict=field(default_factory=dict) # `finetune` options, e.g. {epochs: 2, max_train: 1000}
     seed:int=42 # seeds the split, fine-tuning, training and the folds
@@ -116,7 +116,7 @@ def stage_finetune(cfg:PipelineConfig) -> dict:
 # %% ../nbs/17a_pipeline.ipynb #93bd7e32
 def stage_extract(cfg:PipelineConfig) -> dict:
     "Extract the layer pair of each split into OUT/stores/SPLIT; write extract.json."
-    from clvq_nb.data import load_task
+    from clvq_nb.data import load_task, stratified_sample
     from clvq_nb.models import load_model
     from clvq_nb.extract import extract
     t0, out = time.perf_counter(), _out(cfg)
@@ -125,9 +125,9 @@ def stage_extract(cfg:PipelineConfig) -> dict:
     source = ft['finetuned'] or cfg.model
     model, tok = load_model(source, num_labels=len(task['train'].features['label'].names) if ft['finetuned'] else None, device=cfg.device)
     layers = list(cfg.layers or default_layer_pair(model.config.num_hidden_layers))
-    subset = lambda d: d.select(range(min(cfg.limit, len(d)))) if cfg.limit else d
+    subset = lambda d: stratified_sample(d, cfg.limit, cfg.seed)
     stores = {s: extract(model, tok, subset(task[s]), layers, out/'stores'/s, aggregation=cfg.aggregation, dtype=cfg.dtype,
-                         task=cfg.task, split=s if not cfg.limit else f'{s}[:{cfg.limit}]') for s in cfg.splits}
+                         task=cfg.task, split=s if not cfg.limit else f'{s}[{cfg.limit} stratified, seed {cfg.seed}]') for s in cfg.splits}
     summary = dict(model=cfg.model, finetuned=ft['finetuned'], task=cfg.task, layers=layers,
                    stores={s: dict(path=str(st.path), texts=len(st), words=st.num_words, truncation=st.metadata.get('truncation'))
                            for s, st in stores.items()}, seconds=round(time.perf_counter() - t0, 1))
