@@ -13,8 +13,8 @@ import torch.distributed as dist
 
 # %% auto #0
 __all__ = ['ClvqError', 'temp_path', 'remove_stale', 'check_disk_full', 'writing', 'write_atomic', 'write_json', 'write_folder',
-           'short_sha', 'json_sha', 'sha256_file', 'default_device', 'as_vectors', 'rank_world', 'init_distributed',
-           'all_reduce_sum', 'broadcast_tensor', 'broadcast_object', 'on_rank0']
+           'short_sha', 'json_sha', 'sha256_file', 'default_device', 'as_vectors', 'check_device', 'rank_world',
+           'init_distributed', 'all_reduce_sum', 'broadcast_tensor', 'broadcast_object', 'on_rank0']
 
 # %% ../nbs/00_core.ipynb #cbb0ee6d
 class ClvqError(Exception):
@@ -58,7 +58,7 @@ def writing(path:str|Path):
     "Turn a failure to write `path` on a full disk into one clear `ClvqError`; other errors pass unchanged."
     try: yield
     except ClvqError: raise
-    except Exception as e: check_disk_full(e, Path(path).absolute()); raise
+    except Exception as e: check_disk_full(e, Path(getattr(e, 'filename', None) or path).absolute()); raise
 
 # %% ../nbs/00_core.ipynb #c4c71a1b
 def write_atomic(path:str|Path, # the file to (over)write
@@ -124,6 +124,20 @@ def as_vectors(vectors, # (N, d) numpy array, memory map or tensor, any float ty
     if t.ndim != 2: raise ClvqError(f"expected vectors of shape (N, d), got {tuple(t.shape)}: pass rows of store.word_vectors(layer), "
                                     "or flatten a batch and keep its real positions, e.g. z[mask]")
     return t.to(device=device, dtype=torch.float32)
+
+# %% ../nbs/00_core.ipynb #d5f17126
+def check_device(device:str|torch.device|None, # cpu, cuda, cuda:1, mps …; None: `default_device()`
+                ) -> torch.device:
+    "`device` as a `torch.device`, if this machine has it; one clear message otherwise."
+    if device is None: return default_device()
+    try: dev = torch.device(device)
+    except (RuntimeError, TypeError) as e: raise ClvqError(f"device {device!r} is not a device name ({e}): use cpu, cuda, cuda:1 or mps") from None
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise ClvqError(f"device {device!r}: this machine has no CUDA GPU that PyTorch {torch.__version__} can use; leave the device out (or pass cpu) to run on the CPU")
+    if dev.type == 'cuda' and (dev.index or 0) >= torch.cuda.device_count():
+        raise ClvqError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+    if dev.type == 'mps' and not torch.backends.mps.is_available(): raise ClvqError(f"device {device!r}: MPS is not available here; pass cpu")
+    return dev
 
 # %% ../nbs/00_core.ipynb #2f086723
 def rank_world() -> tuple[int, int]:

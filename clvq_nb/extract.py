@@ -13,12 +13,13 @@ from tqdm.auto import tqdm
 import clvq_nb
 from .core import ClvqError, broadcast_object, init_distributed, json_sha, on_rank0, rank_world, all_reduce_sum, short_sha, sha256_file, temp_path, remove_stale, writing
 from .assets import cache_dir
+from .data import data_sha
 from .models import is_decoder_only, max_tokens
 
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'TEXT_MODELS', 'token_words', 'encode_words', 'plan_words', 'token_rows', 'aggregate',
            'sentence_positions', 'has_classifier', 'forward', 'VectorFile', 'tokenizer_sha', 'model_identity',
-           'data_sha', 'fingerprint', 'fingerprint_diff', 'layer_stack', 'check_layers', 'check_data', 'plan_batches',
+           'fingerprint', 'fingerprint_diff', 'layer_stack', 'check_layers', 'check_data', 'plan_batches',
            'truncation_report', 'store_damage', 'extract', 'ActivationStore', 'first_nonfinite']
 
 # %% ../nbs/03_extract.ipynb #2ea8b57f
@@ -170,9 +171,6 @@ def model_identity(model, tokenizer) -> dict:
     return dict(name=str(model.config.name_or_path), cls=type(model).__name__, config_sha=json_sha(cfg),
                 weights_sha=short_sha(*weights), tokenizer_sha=tokenizer_sha(tokenizer))
 
-def data_sha(data:datasets.Dataset, columns:list) -> str:
-    "Hash of the given columns of a dataset, read in chunks."
-    return short_sha(*(json.dumps(b, default=str) for b in data.select_columns(columns).iter(batch_size=10_000)))
 
 # %% ../nbs/03_extract.ipynb #eec69204
 def fingerprint(model, tokenizer, data, layers, aggregation, dtype, max_length, task, split, text_col, label_col) -> dict:
@@ -369,7 +367,8 @@ def store_damage(path:Path, # a store folder
 
 # %% ../nbs/03_extract.ipynb #5fe7aa70
 def _reuse(path:Path, fp:dict, verbose:bool) -> ActivationStore|None:
-    "The store at `path` if complete and matching `fp`; else None, after saying why it will be rebuilt."
+    "The store at `path` if complete, intact and matching `fp`; else None, after saying why it will be rebuilt."
+    if path.parent.exists(): remove_stale(path)  # the temporary folders of killed extractions
     if not path.exists(): return None
     if (path/'metadata.json').exists():
         diff = fingerprint_diff(json.loads((path/'metadata.json').read_text()).get('fingerprint', {}), fp)
@@ -382,8 +381,8 @@ def _reuse(path:Path, fp:dict, verbose:bool) -> ActivationStore|None:
     if verbose: print(f'rebuilding {path}: {why}')
 
 def _temp_folder(path:Path) -> Path:
-    "A new hidden folder beside `path` to build it in; those that killed processes left beside it are removed."
-    path.parent.mkdir(parents=True, exist_ok=True); remove_stale(path)
+    "A new hidden folder beside `path` to build it in."
+    path.parent.mkdir(parents=True, exist_ok=True)
     (tmp := temp_path(path)).mkdir()
     return tmp
 
