@@ -14,9 +14,9 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelF
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 from tqdm.auto import tqdm
 import clvq_nb
-from .core import ClvqError, default_device, json_sha, write_folder
+from .core import ClvqError, default_device, json_sha, short_sha, write_folder
 from .assets import cache_dir, fetch
-from .data import load_task
+from .data import SPLITS, data_sha, load_task
 
 # %% auto #0
 __all__ = ['MODELS', 'gguf_to_hf', 'smollm2_path', 'EmbeddedModel', 'model_path', 'is_decoder_only', 'load_config', 'prepend_bos',
@@ -199,12 +199,11 @@ def finetune(model:str|Path='minilm', # registry name, local folder or hub id of
              device:str|torch.device|None=None) -> Path: # folder of the fine-tuned model and tokenizer
     "Fine-tune `model` on `task` once, caching the classifier; return its folder."
     hyper = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, weight_decay=weight_decay, warmup=warmup, seed=seed)
-    settings = dict(hyper, model=_model_id(model), task=task, max_train=max_train,
-                    data_path=str(Path(data_path).expanduser().resolve()) if data_path else None)
+    ds = load_task(task, path=data_path, seed=seed); names = ds['train'].features['label'].names
+    settings = dict(hyper, model=_model_id(model), task=task, max_train=max_train, data=short_sha(*(data_sha(ds[s], ['text', 'label']) for s in SPLITS)))
     if is_decoder_only(load_config(model)): settings['bos'] = True  # its texts start with BOS (`load_tokenizer`)
     dest = cache_dir()/'finetuned'/finetune_key(settings)
     if (dest/'finetune.json').exists(): return dest
-    ds = load_task(task, path=data_path, seed=seed); names = ds['train'].features['label'].names
     train = ds['train'].shuffle(seed=seed).select(range(min(max_train, ds['train'].num_rows))) if max_train else ds['train']
     torch.manual_seed(seed)
     clf, tok = load_model(model, num_labels=len(names), device=device)
