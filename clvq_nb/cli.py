@@ -8,7 +8,7 @@ __all__ = ['SHORTCUTS', 'HELP', 'parser', 'config_from_args', 'main']
 # %% ../nbs/17b_cli.ipynb #194eea51
 import argparse, dataclasses, json, sys
 from fastcore.docments import docments
-from .core import ClvqError
+from .core import ClvqError, writing
 from .pipeline import PipelineConfig, read_config, run_pipeline, run_stage
 from .report import key_numbers
 
@@ -70,12 +70,13 @@ def main(argv:list|None=None) -> int:
     args = parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        if args.command == 'run':
-            m = run_pipeline(cfg)
-            print(key_numbers(m).to_string(index=False))
-            if m.get('bypass'): print(m['bypass'])
-            print(f"report: {cfg.out}/report.html")
-        else: print(json.dumps(run_stage(cfg, args.command), indent=1, default=str))
+        with writing(cfg.out):  # a full disk anywhere is one message
+            if args.command == 'run':
+                m = run_pipeline(cfg)
+                print(key_numbers(m).to_string(index=False))
+                if m.get('bypass'): print(m['bypass'])
+                print(f"report: {cfg.out}/report.html")
+            else: print(json.dumps(run_stage(cfg, args.command), indent=1, default=str))
     except ClvqError as e:
         if args.debug: raise
         print(f"clvq: error: {e}", file=sys.stderr); return 2

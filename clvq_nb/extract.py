@@ -418,7 +418,7 @@ def extract(model,               # a Hugging Face model: encoder or decoder-only
     if (store := _reuse(path, fp, verbose)) is not None: return store
     tmp, training = on_rank0(_temp_folder, path), model.training
     try:
-        with writing(tmp):
+        with writing(path):
             model.eval(); meta = _build(tmp, model, tokenizer, data, fp, batch_size, batch_tokens, text_col, label_col, verbose)
             on_rank0(_put_in_place, tmp, path)
     finally:
