@@ -65,6 +65,11 @@ def config_from_args(args:argparse.Namespace) -> PipelineConfig:
     return PipelineConfig.from_dict(d, f"config file {a['config']}" if 'config' in a else 'the flags')
 
 # %% ../nbs/17b_cli.ipynb #2e0b3b6f
+def _close_bars():
+    "Close the progress bars that an error left open, so that its message is the last line."
+    from tqdm import tqdm
+    for bar in list(getattr(tqdm, '_instances', [])): bar.close()
+
 def main(argv:list|None=None) -> int:
     "Entry point of the `clvq` console script; returns the exit status."
     args = parser().parse_args(argv)
@@ -79,7 +84,7 @@ def main(argv:list|None=None) -> int:
             else: print(json.dumps(run_stage(cfg, args.command), indent=1, default=str))
     except ClvqError as e:
         if args.debug: raise
-        print(f"clvq: error: {e}", file=sys.stderr); return 2
+        _close_bars(); print(f"clvq: error: {e}", file=sys.stderr); return 2
     except KeyboardInterrupt:
         print("clvq: interrupted; every cache is intact, run the same command again to resume", file=sys.stderr); return 130
     return 0

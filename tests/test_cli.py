@@ -103,7 +103,7 @@ def test_config_file_and_flags(tmp_path):
     (['run', '--config', '/nonexistent/c.toml'], '/nonexistent/c.toml does not exist'),
     (['run', '--set', 'train.lr=fast'], "train.lr = 'fast'"),
     (['run', '--set', 'clvq.num_code=8'], 'num_code'),
-    (['evaluate'], 'holds no finished run'),
+    (['evaluate'], 'run `clvq extract --out'),
     (['extract', '--model', 'no-such-model-xyz'], 'no-such-model-xyz'),
     (['extract', '--task', 'sentimnt'], "unknown task 'sentimnt'"),
     (['extract', '--task', 'file', '--data', '/nonexistent/data.csv'], '/nonexistent/data.csv'),
