@@ -45,10 +45,14 @@ def base(env):
 
 def copy_run(base:Path, dest:Path) -> Path: shutil.copytree(base, dest, symlinks=True); return dest
 
-def same_results(a:Path, b:Path):
-    "Two run folders hold the same measurements (timing aside)."
-    ma, mb = (json.loads((p/'metrics.json').read_text()) for p in (a, b))
-    for key in ('reconstruction', 'codebook', 'faithfulness', 'intervention', 'validation', 'bottleneck'): assert ma[key] == mb[key], key
+def same_training(a:Path, b:Path):
+    "Two run folders hold the same trained model (every tensor and the header's metadata) and the same validation metrics."
+    from safetensors import safe_open
+    (ma, ta), (mb, tb) = ((f.metadata(), {k: f.get_tensor(k) for k in f.keys()}) for f in
+                          (safe_open(p/'run'/'best.safetensors', 'pt') for p in (a, b)))
+    assert ma == mb and ta.keys() == tb.keys() and all(torch.equal(ta[k], tb[k]) for k in ta)
+    ma, mb = (json.loads((p/'run'/'metrics.json').read_text()) for p in (a, b))
+    for key in ('validation', 'bottleneck', 'baselines', 'best_epoch'): assert ma[key] == mb[key], key
 
 def new_files(folder:Path, since:float) -> list:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob('*') if p.is_file() and p.stat().st_mtime > since)
@@ -78,7 +82,7 @@ def test_damaged_checkpoint_is_refused(env, base, damage):
     assert new_files(a, t) == ['config.json'] and not (a/'metrics.json').exists()
     refused(clvq('report', *args(env, a)), 'metrics.json is missing')
     if damage == 'truncated':  # the fix the message names: delete the run and train again; the result equals the uninterrupted run's
-        shutil.rmtree(a/'run'); assert clvq('run', *args(env, a))[0] == 0; same_results(a, base)
+        shutil.rmtree(a/'run'); assert clvq('train', *args(env, a))[0] == 0; same_training(a, base)
 
 # 2. NaN is caught where data enters: the store on first read, and the training loss
 def test_nan_in_train_store(env, base):
@@ -88,7 +92,7 @@ def test_nan_in_train_store(env, base):
     refused(clvq('train', *args(env, a)), 'holds NaN or inf in word_vectors of layer 2, first at row 5')
     assert not (a/'run'/'best.safetensors').exists()
     assert clvq('extract', *args(env, a))[0] == 0 and f.read_bytes() == (base/'stores'/'train'/'word_vectors'/'layer_2.arrow').read_bytes()  # rebuilt
-    assert clvq('run', *args(env, a))[0] == 0; same_results(a, base)
+    assert clvq('train', *args(env, a))[0] == 0; same_training(a, base)
 
 def test_nan_in_test_store(env, base):
     a = copy_run(base, env[0]/'nan-test')
@@ -159,7 +163,7 @@ def test_disk_full_while_writing_a_checkpoint(env, base, tmp_path, monkeypatch):
     a = tmp_path/'out'; a.mkdir(); (a/'stores').symlink_to(base/'stores'); monkeypatch.setattr(clvq_module, 'save_file', full)
     refused(clvq('train', *args(env, a)), f"the disk is full writing {a/'run'}")
     assert hidden(a/'run') == []
-    monkeypatch.undo(); assert clvq('train', *args(env, a))[0] == 0  # space freed: the same command trains
+    monkeypatch.undo(); assert clvq('train', *args(env, a))[0] == 0; same_training(a, base)  # space freed: the same command trains as if nothing happened
 
 def test_stale_temporary_folder_of_a_killed_extraction(env, base, tmp_path):
     "`kill -9` in the middle of extraction leaves a hidden temporary folder; the next run removes it and builds the same store."
