@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_models.ipynb #b3e96d69
 from __future__ import annotations
-import json, math, time, warnings
+import json, math, shutil, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -14,7 +14,7 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelF
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 from tqdm.auto import tqdm
 import clvq_nb
-from .core import ClvqError, default_device, json_sha, short_sha, write_folder
+from .core import ClvqError, default_device, json_sha, sha256_file, short_sha, write_folder
 from .assets import cache_dir, fetch
 from .data import SPLITS, data_sha, load_task
 
@@ -184,6 +184,12 @@ def accuracy(model, tokenizer, ds, max_length:int|None=None) -> float:
     "Share of the rows of `ds` (columns `text`, `label`) that `model` classifies right."
     return float((predict(model, tokenizer, list(ds['text']), max_length=max_length) == np.asarray(ds['label'])).mean())
 
+def _damage(folder:Path) -> str|None:
+    "Why a cached classifier folder is not what its finetune.json records; None when it is."
+    files = json.loads((folder/'finetune.json').read_text()).get('files')
+    if files is None: return "its finetune.json records no file hashes (an older cache)"
+    return next((f"{n} is missing or changed" for n, sha in files.items() if not (folder/n).is_file() or sha256_file(folder/n) != sha), None)
+
 def _model_id(model:str|Path) -> str:
     "What names a base model in a cache key: its registry name, its resolved local folder, or its hub id."
     where = str(model) if str(model) in MODELS else model_path(model)
@@ -203,7 +209,9 @@ def finetune(model:str|Path='minilm', # registry name, local folder or hub id of
     settings = dict(hyper, model=_model_id(model), task=task, max_train=max_train, data=short_sha(*(data_sha(ds[s], ['text', 'label']) for s in SPLITS)))
     if is_decoder_only(load_config(model)): settings['bos'] = True  # its texts start with BOS (`load_tokenizer`)
     dest = cache_dir()/'finetuned'/finetune_key(settings)
-    if (dest/'finetune.json').exists(): return dest
+    if (dest/'finetune.json').exists():
+        if not (damage := _damage(dest)): return dest
+        warnings.warn(f"the cached classifier {dest} is damaged ({damage}): fine-tuning it again"); shutil.rmtree(dest)
     train = ds['train'].shuffle(seed=seed).select(range(min(max_train, ds['train'].num_rows))) if max_train else ds['train']
     torch.manual_seed(seed)
     clf, tok = load_model(model, num_labels=len(names), device=device)
@@ -212,4 +220,8 @@ def finetune(model:str|Path='minilm', # registry name, local folder or hub id of
     record = dict(settings, classes=names, train_examples=train.num_rows, train_seconds=round(time.perf_counter() - t, 1),
                   device=str(clf.device), cpu_threads=torch.get_num_threads(), loss_last_20_steps=float(np.mean(losses[-20:])),
                   **{f'{s}_accuracy': accuracy(clf, tok, ds[s], max_length) for s in ('validation', 'test')})
-    return write_folder(dest, lambda p: (clf.save_pretrained(p), tok.save_pretrained(p), (p/'finetune.json').write_text(json.dumps(record, indent=1))))
+    def write(p):
+        clf.save_pretrained(p); tok.save_pretrained(p)
+        files = {f.name: sha256_file(f) for f in sorted(p.iterdir()) if f.is_file()}  # what `_damage` checks before the cache is reused
+        (p/'finetune.json').write_text(json.dumps(dict(record, files=files), indent=1))
+    return write_folder(dest, write)

@@ -189,3 +189,11 @@ def test_run_failed_before_first_epoch_does_not_block(env, base, tmp_path, monke
     monkeypatch.undo()
     assert clvq('train', *args(env, a), '--codes', '12')[0] == 0  # the corrected command, in the same folder
     assert json.loads((a/'run'/'run.json').read_text())['config']['model']['num_codes'] == 12
+
+def test_disk_full_while_fetching_an_asset(tmp_path, monkeypatch):
+    "With an empty cache on a full disk, pip's failure is reported as the full disk it is, not as the network."
+    import clvq_nb.assets as assets
+    pip_says = 'ERROR: Could not install packages due to an OSError: [Errno 28] No space left on device'
+    monkeypatch.setattr(assets.subprocess, 'run', lambda *a, **k: subprocess.CompletedProcess(a, 1, '', pip_says))
+    with pytest.raises(assets.ClvqError, match='the disk is full writing') as e: assets.download_dist(assets.get_asset('minilm').dists[0], tmp_path)
+    assert 'PyPI' not in str(e.value)
