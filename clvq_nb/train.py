@@ -241,6 +241,7 @@ def run_checkpoint(run:Path, # a run folder (it holds run.json)
     "Load checkpoint `path` of `run`, refusing one that another run wrote (its provenance is not this run's run.json)."
     model, extra = load_checkpoint(path, device=device)
     spec = json.loads((run/'run.json').read_text()) if (run/'run.json').exists() else None
+    if spec and 'run' not in extra and json.loads(json.dumps(model.config.to_dict())) == spec['config']['model']: return model, extra  # older: same settings
     if spec is None or extra.get('run') != json_sha(spec):
         pair = lambda p: f"{p[0]} → {p[1]}"
         theirs = f"it maps layers {pair(extra['layers'])}, " if 'layers' in extra else ''
