@@ -13,7 +13,7 @@ from torch import nn
 from fastcore.basics import patch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from .core import ClvqError, broadcast_tensor, default_device, rank_world, temp_path, writing
+from .core import ClvqError, broadcast_tensor, default_device, rank_world, remove_stale, temp_path, writing
 from .encoder import AdaptiveResidualEncoder, check_alpha
 from .quantizer import INIT_METHODS, VectorQuantizer, check_quantizer_options
 from .decoder import CrossLayerDecoder
@@ -242,7 +242,7 @@ def save_checkpoint(model:CLVQVAE, # the model to save
                 d_out=str(model.d_out), extra=extra_json, sha=tensors_sha(state))
     tmp = temp_path(path)
     try:
-        with writing(path): save_file(state, tmp, metadata=meta); os.replace(tmp, path)
+        with writing(path): remove_stale(path); save_file(state, tmp, metadata=meta); os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
     return path
 

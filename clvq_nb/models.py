@@ -186,7 +186,8 @@ def accuracy(model, tokenizer, ds, max_length:int|None=None) -> float:
 
 def _damage(folder:Path) -> str|None:
     "Why a cached classifier folder is not what its finetune.json records; None when it is."
-    files = json.loads((folder/'finetune.json').read_text()).get('files')
+    try: files = json.loads((folder/'finetune.json').read_text()).get('files')
+    except ValueError: return "its finetune.json is not valid JSON"
     if files is None: return "its finetune.json records no file hashes (an older cache)"
     return next((f"{n} is missing or changed" for n, sha in files.items() if not (folder/n).is_file() or sha256_file(folder/n) != sha), None)
 

@@ -99,7 +99,8 @@ def _out(cfg:PipelineConfig) -> Path: return Path(cfg.out)
 def _read_json(path:Path, stage:str, cfg:PipelineConfig) -> dict:
     "A stage's output file, or one clear error naming the stage to run first."
     if not path.exists(): raise ClvqError(f"{path} is missing: run `clvq {stage} --out {cfg.out}` first.")
-    return json.loads(path.read_text())
+    try: return json.loads(path.read_text())
+    except ValueError: raise ClvqError(f"{path} is damaged (not valid JSON): run `clvq {stage} --out {cfg.out}` again to rewrite it.") from None
 
 # %% ../nbs/17a_pipeline.ipynb #0147f13b
 def stage_finetune(cfg:PipelineConfig) -> dict:

@@ -14,7 +14,7 @@ import numpy as np, torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
-from .core import ClvqError, all_reduce_sum, default_device, init_distributed, json_sha, on_rank0, rank_world, temp_path, write_atomic, write_json, writing
+from .core import ClvqError, all_reduce_sum, default_device, init_distributed, json_sha, on_rank0, rank_world, remove_stale, temp_path, write_atomic, write_json, writing
 from .quantizer import code_usage_stats
 from .clvq import CLVQConfig, CLVQVAE, bottleneck_check, bypass_note, code_ratio, evaluating, ridge_fit, save_checkpoint, load_checkpoint, tensors_sha
 
@@ -255,7 +255,7 @@ def _save_epoch(run:Path, model, opt, sched, state:dict, history:list, provenanc
     ckpts = run/'checkpoints'; name = f"epoch-{state['epoch']:03d}"; tmp = temp_path(ckpts/name)
     try:
         with writing(tmp):
-            tmp.mkdir(parents=True); save_checkpoint(model, tmp/'model.safetensors', extra=dict(epoch=state['epoch'], **provenance))
+            remove_stale(ckpts/name); tmp.mkdir(parents=True); save_checkpoint(model, tmp/'model.safetensors', extra=dict(epoch=state['epoch'], **provenance))
             torch.save(dict(optimizer=opt.state_dict(), scheduler=sched.state_dict(), state=state, history=history), tmp/'train_state.pt')
             shutil.rmtree(ckpts/name, ignore_errors=True); os.replace(tmp, ckpts/name)
     finally: shutil.rmtree(tmp, ignore_errors=True)

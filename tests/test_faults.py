@@ -163,7 +163,10 @@ def test_disk_full_while_writing_a_checkpoint(env, base, tmp_path, monkeypatch):
     a = tmp_path/'out'; a.mkdir(); (a/'stores').symlink_to(base/'stores'); monkeypatch.setattr(clvq_module, 'save_file', full)
     refused(clvq('train', *args(env, a)), f"the disk is full writing {a/'run'}")
     assert hidden(a/'run') == []
+    dead = subprocess.Popen(['true']); dead.wait()  # and a checkpoint's temporary file that a killed process left
+    stale = a/'run'/temp_path(a/'run'/'best.safetensors').name.replace(f'-{os.getpid()}-', f'-{dead.pid}-'); stale.write_bytes(b'\0' * 10)
     monkeypatch.undo(); assert clvq('train', *args(env, a))[0] == 0; same_training(a, base)  # space freed: the same command trains as if nothing happened
+    assert hidden(a/'run') == []
 
 def test_stale_temporary_folder_of_a_killed_extraction(env, base, tmp_path):
     "`kill -9` in the middle of extraction leaves a hidden temporary folder; the next run removes it and builds the same store."
