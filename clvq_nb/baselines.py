@@ -172,15 +172,18 @@ def sae_metrics(sae:SparseAutoencoder, x:torch.Tensor, y:torch.Tensor, chunk:int
 DIRECTIONS = ('decoder', 'encoder')
 
 class SAEConcepts:
-    "A sparse autoencoder as a concept method: a word's concept is the decoder (or encoder) direction of its most active latent."
+    "A sparse autoencoder as a concept method: a word's concept is the decoder (or encoder) direction of its most active latent, or of its `top_k`."
     def __init__(self, sae:SparseAutoencoder, layer:int, # the layer the SAE reads (l)
                  direction:str='decoder', # concept vectors: 'decoder' columns (layer h) or 'encoder' rows (layer l)
-                 name:str='SAE', info:dict|None=None):
+                 name:str='SAE', info:dict|None=None,
+                 top_k:int=1, # > 1: a word's concept is the subspace of its top_k most active latents' directions
+                ):
         if direction not in DIRECTIONS: raise ClvqError(f"direction {direction!r} is unknown: use one of {DIRECTIONS}")
+        if not 1 <= top_k <= sae.n_latents: raise ClvqError(f"top_k={top_k}: use 1 (one direction) to {sae.n_latents} (all latents)")
         if direction == 'decoder' and sae.d_in != sae.d_out:
             raise ClvqError(f"decoder directions have width {sae.d_out} (layer h) and cannot be removed from layer-l vectors of width {sae.d_in}: use direction='encoder'")
-        self.sae, self.layer, self.direction, self.name, self.info = sae.eval(), layer, direction, name, info or {}
-    def __repr__(self): return f'{self.name}: {self.sae.n_latents} concepts ({self.direction} directions) of layer {self.layer}'
+        self.sae, self.layer, self.direction, self.name, self.info, self.top_k = sae.eval(), layer, direction, name, info or {}, top_k
+    def __repr__(self): return f'{self.name}: {self.sae.n_latents} concepts ({self.direction} directions, top {self.top_k}) of layer {self.layer}'
 
 # %% ../nbs/09_baselines.ipynb #de83ae9e
 @patch(as_prop=True)
@@ -195,9 +198,12 @@ def codes(self:SAEConcepts, word_vectors, chunk:int=4096) -> torch.Tensor:
     with torch.no_grad(): return torch.cat([self.sae.encode(c).argmax(1) for c in x.split(chunk)])
 
 @patch
-def concept_vectors(self:SAEConcepts, word_vectors) -> torch.Tensor:
-    "The direction of each word vector's most active latent."
-    return self.codebook[self.codes(word_vectors)]
+def concept_vectors(self:SAEConcepts, word_vectors, chunk:int=4096) -> torch.Tensor:
+    "The direction of each word vector's most active latent (N, d); with `top_k` > 1 those of its k most active (N, k, d), zero where inactive."
+    if self.top_k == 1: return self.codebook[self.codes(word_vectors)]
+    x = as_vectors(word_vectors, self.sae.W_enc.device)
+    with torch.no_grad(): act, idx = torch.cat([self.sae.encode(c) for c in x.split(chunk)]).topk(self.top_k, dim=1)
+    return self.codebook[idx] * (act > 0)[..., None]
 
 # %% ../nbs/09_baselines.ipynb #399dcba3
 def _sentence_rows(store, sentences:np.ndarray) -> np.ndarray:

@@ -11,16 +11,17 @@ from pathlib import Path
 import torch
 from torch import nn
 from fastcore.basics import patch
+from huggingface_hub import ModelHubMixin
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from .core import ClvqError, broadcast_tensor, default_device, rank_world, remove_stale, temp_path, writing
+from .core import ClvqError, broadcast_tensor, default_device, rank_world, remove_stale, temp_path, write_json, writing
 from .encoder import AdaptiveResidualEncoder, check_alpha
 from .quantizer import INIT_METHODS, VectorQuantizer, check_quantizer_options
 from .decoder import CrossLayerDecoder
 
 # %% auto #0
-__all__ = ['INIT_ON', 'MEMORIES', 'SKIPS', 'CHECKPOINT_FORMAT', 'BYPASS_RATIO', 'CLVQConfig', 'CLVQVAE', 'ridge_fit',
-           'CLVQOutput', 'masked_mse', 'tensors_sha', 'save_checkpoint', 'load_checkpoint', 'evaluating',
+__all__ = ['INIT_ON', 'MEMORIES', 'SKIPS', 'CHECKPOINT_FORMAT', 'BYPASS_RATIO', 'CARD_TEMPLATE', 'CLVQConfig', 'CLVQVAE',
+           'ridge_fit', 'CLVQOutput', 'masked_mse', 'tensors_sha', 'save_checkpoint', 'load_checkpoint', 'evaluating',
            'bottleneck_check', 'code_ratio', 'bypass_note']
 
 # %% ../nbs/07_clvq.ipynb #48155a62
@@ -85,7 +86,8 @@ def from_dict(cls:CLVQConfig, d:dict) -> CLVQConfig:
     return cls(**d)
 
 # %% ../nbs/07_clvq.ipynb #1bb79c3a
-class CLVQVAE(nn.Module):
+class CLVQVAE(nn.Module, ModelHubMixin, library_name='clvq_nb', tags=['clvq-vae', 'vq-vae', 'interpretability'], license='apache-2.0',
+              repo_url='https://github.com/clvq-nb/clvq_nb', docs_url='https://clvq-nb.github.io'):
     "Cross-layer VQ-VAE: encoder → quantizer → decoder, from layer-l vectors (d_in) to layer-h vectors (d_out)."
     def __init__(self,
                  d_in:int, # width of the lower layer's vectors
@@ -306,3 +308,82 @@ def bypass_note(bottleneck:dict) -> str|None:
     if r >= BYPASS_RATIO: return None
     return (f"The codes are bypassed: shuffling them raises the reconstruction error by only {r - 1:.1%}, so the decoder rebuilds "
             "layer h without them and the concepts explain little of it (notebook 07).")
+
+# %% ../nbs/07_clvq.ipynb #7482af7e
+CARD_TEMPLATE = """---
+{{ card_data }}
+---
+
+# CLVQ-VAE: {{ source_model }}, layer {{ layer_in }} → {{ layer_out }}
+
+A cross-layer VQ-VAE made with [clvq_nb]({{ repo_url }}): it maps the word vectors of layer {{ layer_in }} of `{{ source_model }}`
+(fine-tuned on `{{ task }}`) to layer {{ layer_out }} through a codebook of {{ num_codes }} discrete concepts. A word's concept is its nearest code.
+
+## Metrics
+
+{{ metrics_table }}
+
+A model earns its concepts when its FVU is below the ridge map's and the code lookup's, and its code ratio (MSE with
+the codes shuffled ÷ with them in place) is clearly above 1.
+
+## Use
+
+```python
+from clvq_nb.clvq import CLVQVAE
+model = CLVQVAE.from_pretrained('{{ repo_id }}')
+```
+
+Settings: {{ settings }}. Documentation: {{ docs_url }}.
+"""
+
+@patch
+def generate_model_card(self:CLVQVAE, source_model:str='unknown model', task:str='unknown task', # what the model was trained on
+                        layers:tuple|None=None, # (l, h): the layer pair
+                        metrics:dict|None=None, # measure → value, shown as a table (FVU, its baselines, code ratio, faithfulness ...)
+                        repo_id:str='path/to/this/folder', **kwargs):
+    "The model card (README.md): source model, task, layer pair, metrics and settings."
+    from huggingface_hub import ModelCard
+    l, h = layers or ('l', 'h'); info = self._hub_mixin_info
+    rows = [f'| {k} | {v:.4g} |' if isinstance(v, float) else f'| {k} | {v} |' for k, v in (metrics or {}).items()]
+    return ModelCard.from_template(info.model_card_data, template_str=CARD_TEMPLATE, source_model=source_model, task=task, layer_in=l, layer_out=h,
+                                   num_codes=self.config.num_codes, repo_id=repo_id, repo_url=info.repo_url, docs_url=info.docs_url,
+                                   metrics_table='\n'.join(['| measure | value |', '|---|---|', *rows]) if rows else 'Not measured.',
+                                   settings=', '.join(f'{k}={v}' for k, v in self.config.to_dict().items()), **kwargs)
+
+# %% ../nbs/07_clvq.ipynb #bfcc27bb
+def _local_weights(folder:Path) -> Path|None:
+    "The weights in a local folder: save_pretrained's model.safetensors, or a `clvq run` folder's model/ or run/best.safetensors."
+    return next((p for p in (folder/'model.safetensors', folder/'model'/'model.safetensors', folder/'run'/'best.safetensors') if p.is_file()), None)
+
+@patch
+def _save_pretrained(self:CLVQVAE, save_directory:Path):
+    "The mixin's hook: the weights as a clvq_nb checkpoint named model.safetensors, and config.json (the widths and the switches)."
+    save_checkpoint(self, Path(save_directory)/'model.safetensors')
+    write_json(Path(save_directory)/'config.json', dict(format=CHECKPOINT_FORMAT, d_in=self.d_in, d_out=self.d_out, config=self.config.to_dict()))
+
+@patch(cls_method=True)
+def _from_pretrained(cls:CLVQVAE, *, model_id:str, revision=None, cache_dir=None, force_download=False, local_files_only=False, token=None,
+                     device=None, **model_kwargs) -> CLVQVAE:
+    "The mixin's hook: the model of a local folder, or of model.safetensors downloaded from the hub."
+    if Path(model_id).is_dir():
+        if (path := _local_weights(Path(model_id))) is None:
+            raise ClvqError(f"{model_id} holds no model.safetensors (nor model/ or run/best.safetensors): pass a folder written by save_pretrained or `clvq run`")
+    else:
+        from huggingface_hub import hf_hub_download
+        path = hf_hub_download(model_id, 'model.safetensors', revision=revision, cache_dir=cache_dir, force_download=force_download,
+                               local_files_only=local_files_only, token=token)
+    return load_checkpoint(path, device)[0]
+
+# %% ../nbs/07_clvq.ipynb #fc2e72aa
+_mixin_from_pretrained = ModelHubMixin.from_pretrained.__func__
+
+@patch(cls_method=True)
+def from_pretrained(cls:CLVQVAE, name_or_path:str|Path, # a folder (save_pretrained's or a `clvq run` folder) or a hub id
+                    device=None, **kwargs) -> CLVQVAE: # in eval mode
+    "A shared CLVQ-VAE, from a folder or the Hugging Face hub."
+    try: return _mixin_from_pretrained(cls, name_or_path, device=device, **kwargs)
+    except ClvqError: raise
+    except Exception as e:
+        if Path(name_or_path).exists(): raise
+        raise ClvqError(f"cannot fetch {name_or_path!r} from the Hugging Face hub ({type(e).__name__}): check the id, your connection and token, "
+                        "or pass a local folder written by save_pretrained") from None

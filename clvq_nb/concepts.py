@@ -11,8 +11,8 @@ from fastcore.basics import patch
 from .core import ClvqError, write_atomic
 
 # %% auto #0
-__all__ = ['OUTCOMES', 'OUTCOME_NAMES', 'assign_codes', 'ConceptDictionary', 'concept_dictionary', 'word_cloud', 'image_data_uri',
-           'outcomes', 'outcome_examples', 'outcome_grid_html', 'show_outcome_grid']
+__all__ = ['OUTCOMES', 'OUTCOME_NAMES', 'assign_codes', 'ConceptDictionary', 'concept_dictionary', 'mean_by_code', 'word_cloud',
+           'image_data_uri', 'outcomes', 'outcome_examples', 'outcome_grid_html', 'show_outcome_grid']
 
 # %% ../nbs/14_concepts.ipynb #21ca336c
 def _method_name(method) -> str: return getattr(method, 'name', type(method).__name__)
@@ -112,6 +112,37 @@ def to_csv(self:ConceptDictionary, path, # the CSV file to (over)write
            top:int=20) -> Path: # top words per code
     "Write `table(top)` to `path` atomically; return the path."
     return write_atomic(path, self.table(top).to_csv(index=False))
+
+# %% ../nbs/14_concepts.ipynb #60a24247
+def mean_by_code(codes:np.ndarray, # (N,) code of each row
+                 vectors, # (N, d) rows (a memory-mapped store array is fine)
+                 num_codes:int, chunk:int=65536) -> np.ndarray: # (num_codes, d) float32; NaN rows for unused codes
+    "The mean of the rows that take each code, summed chunk by chunk in float64."
+    sums = torch.zeros(num_codes, vectors.shape[1], dtype=torch.float64); codes = torch.as_tensor(np.asarray(codes, np.int64))
+    for i in range(0, len(codes), chunk): sums.index_add_(0, codes[i:i + chunk], torch.as_tensor(np.asarray(vectors[i:i + chunk], np.float64)))
+    n = torch.bincount(codes, minlength=num_codes)[:, None]
+    return (sums / n).float().numpy()  # 0 / 0 = NaN for an unused code
+
+def _parquet(path:Path, df:pd.DataFrame) -> Path:
+    "Write `df` as Parquet atomically."
+    buf = io.BytesIO(); df.to_parquet(buf, index=False); return write_atomic(path, buf.getvalue())
+
+# %% ../nbs/14_concepts.ipynb #305a432b
+@patch
+def export(self:ConceptDictionary, folder, # where codes.parquet and occurrences.parquet go
+           layer_h:int|None=None, # the store's higher layer: adds each code's mean layer-h vector
+          ) -> dict: # table name → path
+    "Write the dictionary as Parquet: one row per code (words, counts, labels, layer-h direction) and one per word occurrence."
+    K, c = self.num_codes, self._counts.sort_values(['code', 'count', 'word'], ascending=[True, False, True]).groupby('code')
+    listed = lambda s: s.agg(list).reindex(range(K)).map(lambda v: v if isinstance(v, list) else [])
+    labels = self.rows.groupby(['code', 'label']).size().unstack(fill_value=0).reindex(index=range(K), columns=self.classes, fill_value=0)
+    codes = pd.DataFrame(dict(code=np.arange(K), count=np.bincount(self.codes, minlength=K), words=listed(c.word).values, word_counts=listed(c['count']).values,
+                              **{f'label: {_label_name(self.store.label_names, i)}': labels[i].values for i in self.classes}))
+    if layer_h is not None:
+        codes[f'mean_layer_{layer_h}'] = [None if np.isnan(r).any() else r.tolist() for r in mean_by_code(self.codes, self.store.word_vectors(layer_h), K)]
+    s = self.rows.sentence.to_numpy()
+    occurrences = pd.DataFrame(dict(text_id=s, position=np.arange(len(s)) - np.asarray(self.store.offsets)[s], word=self.rows.word, code=self.codes))
+    folder = Path(folder); return {'codes': _parquet(folder/'codes.parquet', codes), 'occurrences': _parquet(folder/'occurrences.parquet', occurrences)}
 
 # %% ../nbs/14_concepts.ipynb #64504207
 def word_cloud(frequencies:dict|pd.Series, # word → count

@@ -24,11 +24,11 @@ from .models import collate, encode, load_model, max_tokens
 from .extract import TEXT_MODELS, encode_words, layer_stack, plan_words, token_rows
 
 # %% auto #0
-__all__ = ['CONDITIONS', 'RETRAINED', 'HiddenSite', 'hidden_sites', 'hidden_site', 'feeding', 'frozen', 'integrated_gradients',
-           'WordAttributions', 'word_attributions', 'cached_saliency', 'show_attributions', 'ConceptMethod',
-           'salient_concepts', 'remove_direction', 'ProbeStack', 'train_probes', 'train_probe', 'FaithfulnessResult',
-           'random_directions', 'faithfulness', 'plot_faithfulness', 'intervened_logits', 'InterventionResult',
-           'intervene']
+__all__ = ['MATCHED', 'CONDITIONS', 'RETRAINED', 'HiddenSite', 'hidden_sites', 'hidden_site', 'feeding', 'frozen',
+           'integrated_gradients', 'WordAttributions', 'word_attributions', 'cached_saliency', 'show_attributions',
+           'ConceptMethod', 'salient_concepts', 'remove_direction', 'remove_subspace', 'remove_concepts', 'ProbeStack',
+           'train_probes', 'train_probe', 'FaithfulnessResult', 'random_directions', 'faithfulness',
+           'plot_faithfulness', 'intervened_logits', 'InterventionResult', 'intervene']
 
 # %% ../nbs/10_faithfulness.ipynb #fd5236a1
 class HiddenSite(NamedTuple):
@@ -46,6 +46,14 @@ def _layer_input(args:tuple, kwargs:dict):
     return args[0] if args else kwargs.get('hidden_states')
 
 # %% ../nbs/10_faithfulness.ipynb #ce530811
+def _short_pass(model, **kwargs):
+    "The base model on four tokens, in eval mode and without gradients."
+    base = model.base_model; ids = (torch.arange(1, 5) % base.get_input_embeddings().num_embeddings)[None].to(next(model.parameters()).device)
+    training = model.training; model.eval()
+    try:
+        with torch.no_grad(): return base(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True, **kwargs)
+    finally: model.train(training)
+
 def _trace(model, stack:nn.ModuleList) -> tuple:
     "One pass of four tokens: hidden states, the first layer's input, and (module, output) of each call of the layers and of the modules outside them."
     base = model.base_model; inside = {id(m) for layer in stack for m in layer.modules()}
@@ -53,12 +61,8 @@ def _trace(model, stack:nn.ModuleList) -> tuple:
     calls, first_in = [], []
     hooks = [m.register_forward_hook(lambda m, a, o: calls.append((m, _first(o)))) for m in watched]
     hooks.append(stack[0].register_forward_pre_hook(lambda m, a, k: first_in.append(_layer_input(a, k)), with_kwargs=True))
-    ids = (torch.arange(1, 5) % base.get_input_embeddings().num_embeddings)[None].to(next(model.parameters()).device)
-    training = model.training; model.eval()
-    try:
-        with torch.no_grad(): hs = base(input_ids=ids, attention_mask=torch.ones_like(ids), output_hidden_states=True).hidden_states
+    try: hs = _short_pass(model).hidden_states
     finally:
-        model.train(training)
         for h in hooks: h.remove()
     return hs, first_in[:1], calls
 
@@ -94,10 +98,29 @@ def _with_first(out, value:torch.Tensor):
     if isinstance(out, ModelOutput): return type(out)(**{**out, next(iter(out)): value})
     return (value, *out[1:])
 
+def _passing(n_out:int|None):
+    "A layer's forward that computes nothing: it hands its input hidden state on, bare (n_out None) or first of an n_out-tuple of `None`s."
+    def forward(*args, **kwargs):
+        x = _layer_input(args, kwargs); return x if n_out is None else (x, *(None,) * (n_out - 1))
+    return forward
+
 @contextmanager
-def feeding(model, layer:int, value:torch.Tensor):
+def _skipping(layers:list):
+    "Within the block each (layer, n_out) of `layers` computes nothing (`_passing`); their own forwards come back after."
+    saved = [(m, m.__dict__.get('forward')) for m, _ in layers]
+    for m, n in layers: m.forward = _passing(n)
+    try: yield
+    finally:
+        for m, f in saved:
+            if f is None: del m.forward
+            else: m.forward = f
+
+@contextmanager
+def feeding(model, layer:int, value:torch.Tensor,
+            skip_lower:bool=False, # the layers below `layer` compute nothing (where `_skippable` found that safe)
+           ):
     "Within the block, hidden state `layer` of `model` is `value` (B, T, d): a hook puts it where the model makes that state."
-    module, side = hidden_site(model, layer)
+    module, side = hidden_site(model, layer); lower = _skippable(model, layer) if skip_lower else []
     def check(h):
         if h.shape != value.shape: raise ClvqError(f"hidden state {layer} is {tuple(h.shape)} in this pass and the value fed in {tuple(value.shape)}: give one per text")
     def before(m, args, kwargs):
@@ -105,8 +128,28 @@ def feeding(model, layer:int, value:torch.Tensor):
         return ((value, *args[1:]), kwargs) if args else (args, {**kwargs, 'hidden_states': value})
     def after(m, args, out): check(_first(out)); return _with_first(out, value)
     hook = module.register_forward_pre_hook(before, with_kwargs=True) if side == 'input' else module.register_forward_hook(after)
-    try: yield
+    try:
+        with _skipping(lower): yield
     finally: hook.remove()
+
+# %% ../nbs/10_faithfulness.ipynb #f92f4f58
+_skippable_layers = weakref.WeakKeyDictionary()  # model -> {layer: [(layer module, n_out)] that a pass fed there may skip}
+
+def _skippable(model, layer:int) -> list:
+    "The layers below `layer` with the structure of their output, when a pass fed at `layer` gives the same result without running them (else [])."
+    known = _skippable_layers.setdefault(model, {})
+    if layer in known: return known[layer]
+    below, outs = list(layer_stack(model)[:layer]), {}
+    hooks = [m.register_forward_hook(lambda m, a, o: outs.setdefault(m, o)) for m in below]
+    try: ref = _short_pass(model)
+    finally:
+        for h in hooks: h.remove()
+    n_out = [None if torch.is_tensor(o) else len(o) if isinstance(o, tuple) and all(x is None for x in o[1:]) else -1 for o in map(outs.get, below)]
+    known[layer] = [] if -1 in n_out else list(zip(below, n_out))
+    if known[layer]:
+        with feeding(model, layer, ref.hidden_states[layer], skip_lower=True): fed = _short_pass(model)
+        if not torch.allclose(fed.hidden_states[-1], ref.hidden_states[-1], rtol=1e-5, atol=1e-6): known[layer] = []
+    return known[layer]
 
 # %% ../nbs/10_faithfulness.ipynb #174191e0
 @contextmanager
@@ -118,7 +161,7 @@ def frozen(model:nn.Module):
     finally:
         for p, f in flags: p.requires_grad_(f)
 
-# %% ../nbs/10_faithfulness.ipynb #c414524f
+# %% ../nbs/10_faithfulness.ipynb #d8b7bc05
 def _baseline_ids(inputs:dict, special:torch.Tensor, pad_id:int) -> dict:
     "The inputs with every word token (real and not special) replaced by the padding token."
     word = inputs['attention_mask'].bool() & ~special.bool()
@@ -126,12 +169,12 @@ def _baseline_ids(inputs:dict, special:torch.Tensor, pad_id:int) -> dict:
 
 def _endpoints(model, inputs:dict, layer:int, ref, h, pred) -> torch.Tensor:
     "F(h) − F(h′): the predicted class's logit at the input minus at the baseline."
-    with torch.no_grad(), feeding(model, layer, torch.cat([ref, h])):
+    with torch.no_grad(), feeding(model, layer, torch.cat([ref, h]), skip_lower=True):
         logits = model(**{k: v.repeat(2, 1) for k, v in inputs.items()}).logits.float()
     f = logits.gather(1, pred.repeat(2)[:, None])[:, 0].view(2, -1)
     return f[1] - f[0]
 
-# %% ../nbs/10_faithfulness.ipynb #d8b7bc05
+# %% ../nbs/10_faithfulness.ipynb #0e13160c
 def integrated_gradients(model, # a `*ForSequenceClassification` model
                          inputs:dict, # `input_ids`, `attention_mask` (B, T) tensors on the model's device
                          special:torch.Tensor, # (B, T) 1 at special tokens ([CLS], [SEP], …)
@@ -151,7 +194,7 @@ def integrated_gradients(model, # a `*ForSequenceClassification` model
                if baseline == 'pad' else torch.zeros_like(h))
     alphas = (torch.arange(steps, device=h.device) + 0.5) / steps
     path = (ref + alphas[:, None, None, None] * (h - ref)).flatten(0, 1).requires_grad_()  # (m·B, T, d), step-major
-    with frozen(model), feeding(model, layer, path):
+    with frozen(model), feeding(model, layer, path, skip_lower=True):
         logits = model(**{k: v.repeat(steps, 1) for k, v in inputs.items()}).logits.float()
         grad, = torch.autograd.grad(logits.gather(1, pred.repeat(steps)[:, None]).sum(), path)
     attr = ((h - ref) * grad.view(steps, B, T, -1).mean(0)).sum(-1).float() * inputs['attention_mask']
@@ -177,7 +220,7 @@ def salient(self:WordAttributions) -> np.ndarray:
     out = np.full(len(n), -1); out[n > 0] = order[self.offsets[:-1][n > 0]] - self.offsets[:-1][n > 0]
     return out
 
-# %% ../nbs/10_faithfulness.ipynb #82437701
+# %% ../nbs/10_faithfulness.ipynb #5d656487
 def word_attributions(model, # a fine-tuned `*ForSequenceClassification` model
                       tokenizer, # its fast tokenizer
                       texts:list, # the texts (e.g. `store.texts`)
@@ -187,11 +230,15 @@ def word_attributions(model, # a fine-tuned `*ForSequenceClassification` model
                       baseline:str='pad', # 'pad' or 'zero', see `integrated_gradients`
                       max_length:int|None=None, # tokens per text; None: the model's limit (as `extract`)
                       progress:bool=True, # show a progress bar
+                      expected=None, # (texts,) words per text of the store the result must line up with (`np.diff(store.offsets)`): checked first
                      ) -> WordAttributions:
     "Integrated Gradients of the predicted class at hidden state `layer`, summed over subwords to the store's kept words."
     words, dev = [t.split() for t in texts], next(model.parameters()).device
     max_length = max_length or max_tokens(model, tokenizer)
     plan = plan_words(tokenizer, words, max_length); offsets = np.r_[0, np.cumsum(plan['n_kept'])]
+    if expected is not None and (bad := np.flatnonzero(plan['n_kept'] != np.asarray(expected))).size:
+        raise ClvqError(f"this tokenizer keeps other words than the store in {len(bad)} of {len(words)} texts (text {bad[0]}: {plan['n_kept'][bad[0]]} words, the store "
+                        f"{np.asarray(expected)[bad[0]]}): compute saliency with the classifier and tokenizer the store was extracted with")
     scores, preds, gap = np.zeros(offsets[-1], np.float32), np.zeros(len(words), np.int64), np.zeros(len(words), np.float32)
     order = np.argsort(plan['n_tokens'], kind='stable'); model.eval()
     for s in tqdm(range(0, len(order), batch_size), desc='saliency (Integrated Gradients)', leave=False, disable=not progress):
@@ -206,7 +253,7 @@ def word_attributions(model, # a fine-tuned `*ForSequenceClassification` model
     kept = np.array([w for ws in words for w in ws], dtype=object)[plan['kept']]
     return WordAttributions(scores, offsets, [kept[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])], preds, gap)
 
-# %% ../nbs/10_faithfulness.ipynb #4880e423
+# %% ../nbs/10_faithfulness.ipynb #fde81156
 def cached_saliency(classifier:str|Path, # folder of the fine-tuned classifier (e.g. `clvq_nb.models.finetune(...)`)
                     store, # the test `ActivationStore`
                     layer:int, # the lower layer l
@@ -219,7 +266,7 @@ def cached_saliency(classifier:str|Path, # folder of the fine-tuned classifier (
     path = Path(folder or cache_dir()/'saliency')/(name or f'saliency-{json_sha(key)}.json')
     if path.exists() and (cached := json.loads(path.read_text())).get('key') == json.loads(json.dumps(key, default=str)): return np.array(cached['salient'])
     model, tok = load_model(classifier, num_labels=len(store.label_names), device=device)
-    salient = word_attributions(model, tok, store.texts, layer, steps=steps, progress=progress).salient
+    salient = word_attributions(model, tok, store.texts, layer, steps=steps, progress=progress, expected=np.diff(store.offsets)).salient
     write_atomic(path, json.dumps(dict(key=key, salient=salient.tolist()), default=str))
     return salient
 
@@ -238,7 +285,7 @@ class ConceptMethod(Protocol):
     "What the faithfulness test needs from a concept-discovery method."
     name:str # shown in tables and figures
     codebook:torch.Tensor # (K, d) all its concept vectors
-    def concept_vectors(self, word_vectors:torch.Tensor) -> torch.Tensor: ... # (N, d) → (N, d): the concept of each word
+    def concept_vectors(self, word_vectors:torch.Tensor) -> torch.Tensor: ... # (N, d) → (N, d) or (N, k, d): the concept of each word
     def codes(self, word_vectors:torch.Tensor) -> torch.Tensor: ... # (N, d) → (N,): the concept id of each word
 
 # %% ../nbs/10_faithfulness.ipynb #49ffff96
@@ -246,14 +293,14 @@ def salient_concepts(method:ConceptMethod, # a concept method
                      store, # an `ActivationStore` with `layer`
                      layer:int, # the lower layer l
                      salient:np.ndarray, # (len(store),) index of each sentence's most salient word, -1: none
-                    ) -> torch.Tensor: # (len(store), d) concept vector of each sentence
+                    ) -> torch.Tensor: # (len(store), d) or (len(store), k, d) concept of each sentence
     "The concept vector of each sentence's most salient word at `layer`."
     salient = np.asarray(salient); n = np.diff(store.offsets)
     if len(salient) != len(store) or (salient >= n).any():
         raise ClvqError(f"salient has {len(salient)} entries, some beyond their sentence's words: pass WordAttributions.salient computed on store.texts")
     has = salient >= 0; rows = store.offsets[:-1][has] + salient[has]
     out = method.concept_vectors(torch.as_tensor(np.asarray(store.word_vectors(layer)[rows], np.float32))).float().cpu()
-    return torch.zeros(len(store), out.shape[-1]).index_copy_(0, torch.as_tensor(np.flatnonzero(has)), out)
+    return torch.zeros(len(store), *out.shape[1:]).index_copy_(0, torch.as_tensor(np.flatnonzero(has)), out)
 
 # %% ../nbs/10_faithfulness.ipynb #c9931f6d
 def remove_direction(v:torch.Tensor, # (..., d) vectors
@@ -263,6 +310,25 @@ def remove_direction(v:torch.Tensor, # (..., d) vectors
     n = c.norm(dim=-1, keepdim=True)
     u = torch.where(n > 0, c / n.clamp_min(torch.finfo(c.dtype).tiny), torch.zeros_like(c))
     return v - (v * u).sum(-1, keepdim=True) * u
+
+# %% ../nbs/10_faithfulness.ipynb #c07561f8
+def remove_subspace(v:torch.Tensor, # (..., d) vectors
+                    c:torch.Tensor, # (..., k, d) k directions per vector, broadcast against v
+                   ) -> torch.Tensor: # v with the span of its directions projected out
+    "v minus its projection on the span of c₁ … c_k (Gram–Schmidt); zero and dependent directions remove nothing."
+    basis = []
+    for j in range(c.shape[-2]):
+        u = c[..., j, :]
+        for b in basis: u = remove_direction(u, b)
+        u = torch.where(u.norm(dim=-1, keepdim=True) > 1e-4 * c[..., j, :].norm(dim=-1, keepdim=True), u, torch.zeros_like(u))
+        basis.append(u); v = remove_direction(v, u)
+    return v
+
+def remove_concepts(v:torch.Tensor, # (..., d) vectors
+                    c:torch.Tensor, # (..., d) one direction or (..., k, d) k directions per vector
+                   ) -> torch.Tensor:
+    "Project each vector's concept out of it: a direction (`remove_direction`) or a subspace (`remove_subspace`)."
+    return remove_subspace(v, c) if c.ndim == v.ndim + 1 else remove_direction(v, c)
 
 # %% ../nbs/10_faithfulness.ipynb #e299f572
 class ProbeStack(nn.Module):
@@ -317,8 +383,9 @@ def train_probe(x:torch.Tensor, y:torch.Tensor, seed:int=42, **kwargs) -> nn.Seq
     "Train one probe on all of (x, y); `kwargs` as `train_probes`."
     return train_probes(x, y, torch.ones(1, len(x), dtype=torch.bool, device=x.device), seed=seed, **kwargs).probe(0)
 
-# %% ../nbs/10_faithfulness.ipynb #627c0d19
-CONDITIONS = ('original', 'perturbed', 'random Gaussian direction', 'random code')
+# %% ../nbs/10_faithfulness.ipynb #8576e5cd
+MATCHED = 'frequency-matched random code'
+CONDITIONS = ('original', 'perturbed', 'random Gaussian direction', 'random code', MATCHED)
 RETRAINED = 'perturbed, probe retrained'  # the optional fifth condition (Kumar et al. 2023)
 
 @dataclass
@@ -331,10 +398,16 @@ class FaithfulnessResult:
     def _repr_html_(self): return self.table().to_frame(self.name or 'accuracy').to_html()
     def table(self) -> pd.Series: return self.summary.apply(lambda r: f"{r['mean']:.4f} ± {r['std']:.4f}", axis=1)
 
-# %% ../nbs/10_faithfulness.ipynb #edfcebce
+@patch(as_prop=True)
+def drops(self:FaithfulnessResult) -> pd.DataFrame:
+    "condition × (mean, std) over folds of the accuracy drop, original − condition: what the tables set beside raw accuracies."
+    d = self.folds.rsub(self.folds['original'], axis=0).drop(columns='original')
+    return pd.DataFrame(dict(mean=d.mean(), std=d.std(ddof=0))).rename_axis('condition')
+
+# %% ../nbs/10_faithfulness.ipynb #23ca7066
 def _check_faithfulness_inputs(x, y, c, folds):
-    if x.ndim != 2 or c.shape != x.shape or len(y) != len(x):
-        raise ClvqError(f"sent_vectors {tuple(x.shape)}, labels ({len(y)},) and concepts {tuple(c.shape)} must be (N, d), (N,), (N, d): one row per sentence")
+    if x.ndim != 2 or c.shape[:1] + c.shape[-1:] != x.shape or c.ndim not in (2, 3) or len(y) != len(x):
+        raise ClvqError(f"sent_vectors {tuple(x.shape)}, labels ({len(y)},) and concepts {tuple(c.shape)} must be (N, d), (N,), (N, d) or (N, k, d): one row per sentence")
     counts = np.bincount(y)
     if folds < 2 or counts[counts > 0].min() < folds:
         raise ClvqError(f"{folds} folds need at least {folds} sentences of every class (the rarest has {counts[counts > 0].min()}): use fewer folds or more sentences")
@@ -360,22 +433,24 @@ def _breakdown(correct:dict, fold:np.ndarray, folds:int, groups:dict) -> pd.Data
             rows.append(dict(group=g, condition=k, n=int(m.sum()), mean=np.nanmean(a), std=np.nanstd(a)))
     return pd.DataFrame(rows).set_index(['group', 'condition'])
 
-# %% ../nbs/10_faithfulness.ipynb #23ca7066
-def random_directions(n:int, d:int, # how many directions, of what dimension
+# %% ../nbs/10_faithfulness.ipynb #12dd3f4d
+def random_directions(concepts, # (n, d) or (n, k, d) each sentence's concept (zero: none), which the controls match
                       codebook=None, # (K, d) concept vectors: adds `random code`
                       seed:int=42, # the draws are seeded with seed + 1
-                      device='cpu') -> dict: # condition → (n, d) directions
-    "The random controls, one direction per sentence: `random Gaussian direction` and, given a codebook, `random code`."
-    g = torch.Generator(device).manual_seed(seed + 1)
-    out = {'random Gaussian direction': torch.randn(n, d, generator=g, device=device)}
+                     ) -> dict: # condition → directions shaped like `concepts`, on their device
+    "The random controls, one per sentence: a Gaussian direction, a uniformly drawn code (given a codebook), and another sentence's concept."
+    c = torch.as_tensor(concepts).float(); dev = c.device; g = torch.Generator(dev).manual_seed(seed + 1)
+    out = {'random Gaussian direction': torch.randn(c.shape, generator=g, device=dev)}
     if codebook is not None:
-        cb = torch.as_tensor(codebook, device=device).float(); out['random code'] = cb[torch.randint(len(cb), (n,), generator=g, device=device)]
+        cb = torch.as_tensor(codebook, device=dev).float(); out['random code'] = cb[torch.randint(len(cb), c.shape[:-1], generator=g, device=dev)]
+    has = torch.nonzero(c.flatten(1).ne(0).any(1))[:, 0]  # sentences with a concept trade concepts among themselves
+    out[MATCHED] = c.clone(); out[MATCHED][has] = c[has[torch.randperm(len(has), generator=g, device=dev)]]
     return out
 
-# %% ../nbs/10_faithfulness.ipynb #6cac0b48
+# %% ../nbs/10_faithfulness.ipynb #974eb8ff
 def faithfulness(sent_vectors, # (N, d) original sentence vectors at layer l (CLS, or last token)
                  labels, # (N,) true class ids
-                 concepts, # (N, d) each sentence's concept vector (zero: nothing removed)
+                 concepts, # (N, d) each sentence's concept vector, or (N, k, d) its concept subspace (zero: nothing removed)
                  preds=None, # (N,) the model's predicted classes, for the TP/TN/FP/FN breakdown
                  codebook=None, # (K, d) the method's concept vectors, for the `random code` control
                  folds:int=20, # stratified folds
@@ -395,8 +470,7 @@ def faithfulness(sent_vectors, # (N, d) original sentence vectors at layer l (CL
     fold_t, yt = torch.as_tensor(fold, device=dev), torch.as_tensor(y, device=dev)
     train_on = fold_t[None] != torch.arange(folds, device=dev)[:, None]
     probes = train_probes(x, yt, train_on, int(y.max()) + 1, seed=seed, **probe_kwargs)
-    variants = {'original': x, 'perturbed': remove_direction(x, c),
-                **{k: remove_direction(x, r) for k, r in random_directions(len(x), x.shape[1], codebook, seed, dev).items()}}
+    variants = {'original': x, 'perturbed': remove_concepts(x, c), **{k: remove_concepts(x, r) for k, r in random_directions(c, codebook, seed).items()}}
     with torch.no_grad():  # each sentence is judged by the probe of the fold that held it out
         correct = {k: (probes(v).argmax(-1)[fold_t, torch.arange(len(y), device=dev)] == yt).float().cpu().numpy() for k, v in variants.items()}
     if retrained:  # is the information gone, or did the vectors only leave the distribution the probe knows?
@@ -417,47 +491,50 @@ def plot_faithfulness(*results:FaithfulnessResult, # one result per concept meth
                             error_y=dict(type='data', array=r.summary['std'])) for i, r in enumerate(results)])
     return fig.update_layout(barmode='group', title=title, yaxis=dict(title='accuracy', range=[0, 1]), height=360)
 
-# %% ../nbs/10_faithfulness.ipynb #f1e2f53e
+# %% ../nbs/10_faithfulness.ipynb #cdd2d65e
 @torch.no_grad()
 def intervened_logits(model, # a `*ForSequenceClassification` model
                       batch:dict, # `input_ids`, `attention_mask` (B, T) on the model's device
                       layer:int, # hidden state to intervene on
-                      directions:dict, # condition → (B, d) direction per text, projected out at every real position
+                      directions:dict, # condition → (B, d) direction or (B, k, d) subspace per text, projected out at every real position
                      ) -> dict: # 'original' and each condition → (B, classes) logits
     "The model's logits unmodified and with each condition's direction removed from hidden state `layer`."
     out = model(**batch, output_hidden_states=True); h = out.hidden_states[layer]
     if not directions: return {'original': out.logits}
     real = batch['attention_mask'].bool()[..., None]  # every condition's texts in one fed pass of K × B
-    fed = torch.cat([torch.where(real, remove_direction(h, c.to(h)[:, None, :]), h) for c in directions.values()])
-    with feeding(model, layer, fed): logits = model(**{k: v.repeat(len(directions), 1) for k, v in batch.items()}).logits
+    fed = torch.cat([torch.where(real, remove_concepts(h, c.to(h)[:, None]), h) for c in directions.values()])
+    with feeding(model, layer, fed, skip_lower=True): logits = model(**{k: v.repeat(len(directions), 1) for k, v in batch.items()}).logits
     return {'original': out.logits, **dict(zip(directions, logits.split(len(h))))}
 
-# %% ../nbs/10_faithfulness.ipynb #379eb0d9
+# %% ../nbs/10_faithfulness.ipynb #4d67b610
 @dataclass
 class InterventionResult:
     "The model's own accuracy and prediction flips with directions removed inside it."
-    summary:pd.DataFrame # condition × (accuracy, flip_rate)
+    summary:pd.DataFrame # condition × (accuracy, drop, flip_rate): drop = original accuracy − the condition's
     groups:pd.DataFrame # (group, condition) × (n, accuracy, flip_rate): by class and by TP/TN/FP/FN
     preds:pd.DataFrame # text × condition: predicted class
     name:str='' # the concept method's name
     def _repr_html_(self): return self.summary.round(4).to_html()
 
-def _check_intervention_inputs(texts, y, c, d):
-    if not (len(texts) == len(y) == len(c)) or c.ndim != 2 or c.shape[1] != d:
-        raise ClvqError(f"{len(texts)} texts, {len(y)} labels and concepts {tuple(c.shape)} must match: one label and one {d}-dimensional direction per text")
+def _check_intervention_inputs(model, texts, y, c):
+    if not (hasattr(model, 'config') and 'ForSequenceClassification' in type(model).__name__):
+        raise ClvqError(f"{type(model).__name__} has no classification head: load the fine-tuned classifier with `clvq_nb.models.load_model(folder, num_labels=...)`")
+    d = model.config.get_text_config().hidden_size
+    if not (len(texts) == len(y) == len(c)) or c.ndim not in (2, 3) or c.shape[-1] != d:
+        raise ClvqError(f"{len(texts)} texts, {len(y)} labels and concepts {tuple(c.shape)} must match: one label and one {d}-dimensional direction (or k of them) per text")
 
-# %% ../nbs/10_faithfulness.ipynb #fbad8d6c
+# %% ../nbs/10_faithfulness.ipynb #82bb76c0
 def intervene(model, tokenizer, texts:list, labels, # the classifier, its tokenizer, the texts and their true classes
               layer:int, # hidden state l, where the directions are removed
-              concepts, # (N, d) each text's concept direction (zero: nothing removed)
+              concepts, # (N, d) each text's concept direction, or (N, k, d) its subspace (zero: nothing removed)
               codebook=None, # (K, d) the method's concept vectors, for the `random code` control
               seed:int=42, # seeds the random directions (`random_directions`, as in `faithfulness`)
               batch_size:int=64, label_names:list|None=None, name:str='',
              ) -> InterventionResult:
     "Intervention on the model: its accuracy and flip rate when each text's concept, or a random control, is projected out at `layer`."
     y = np.asarray(labels).astype(np.int64); c = torch.as_tensor(np.array(concepts, np.float32)).float()
-    _check_intervention_inputs(texts, y, c, model.config.get_text_config().hidden_size); hidden_site(model, layer)
-    dirs = {'perturbed': c, **random_directions(len(c), c.shape[1], codebook, seed)}
+    _check_intervention_inputs(model, texts, y, c); hidden_site(model, layer)
+    dirs = {'perturbed': c, **random_directions(c, codebook, seed)}
     ids = encode(tokenizer, texts, max_tokens(model, tokenizer)); order = np.argsort([len(i) for i in ids], kind='stable')
     preds = {k: np.empty(len(y), np.int64) for k in ('original', *dirs)}; model.eval()
     for b in (order[i:i + batch_size] for i in range(0, len(order), batch_size)):
@@ -465,11 +542,13 @@ def intervene(model, tokenizer, texts:list, labels, # the classifier, its tokeni
         for k, v in logits.items(): preds[k][b] = v.argmax(-1).cpu().numpy()
     return _intervention_result(preds, y, label_names, name)
 
-# %% ../nbs/10_faithfulness.ipynb #8cb1b923
+# %% ../nbs/10_faithfulness.ipynb #77ced273
 def _intervention_result(preds:dict, y:np.ndarray, label_names, name) -> InterventionResult:
     "Accuracy and flip rate of each condition, overall and within each group of `_groups`."
     p = pd.DataFrame(preds); names = label_names or [str(i) for i in range(int(y.max()) + 1)]
-    rate = lambda m: pd.DataFrame(dict(n=int(m.sum()), accuracy=p[m].eq(y[m], axis=0).mean(), flip_rate=p[m].ne(p.original[m], axis=0).mean()))
+    def rate(m):
+        acc = p[m].eq(y[m], axis=0).mean()
+        return pd.DataFrame(dict(n=int(m.sum()), accuracy=acc, drop=acc['original'] - acc, flip_rate=p[m].ne(p.original[m], axis=0).mean()))
     groups = {g: rate(m) for g, m in _groups(y, p.original.values, names).items() if m.any()}
-    summary = rate(np.ones(len(y), bool))[['accuracy', 'flip_rate']].rename_axis('condition')
+    summary = rate(np.ones(len(y), bool))[['accuracy', 'drop', 'flip_rate']].rename_axis('condition')
     return InterventionResult(summary, pd.concat(groups, names=['group', 'condition']), p, name)

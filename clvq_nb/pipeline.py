@@ -179,7 +179,7 @@ def measure(cfg:PipelineConfig, model, train_store, test, layer_in:int, layer_ou
     from clvq_nb.train import SentencePairs, evaluate, reconstruction_baselines, split_sentences
     from clvq_nb.clvq import bottleneck_check, bypass_note, code_ratio
     from clvq_nb.baselines import VQConcepts
-    from clvq_nb.faithfulness import RETRAINED, salient_concepts, faithfulness
+    from clvq_nb.faithfulness import MATCHED, RETRAINED, salient_concepts, faithfulness
     tc = cfg.train_config(layer_in, layer_out); pairs, bs = SentencePairs(test, layer_in, layer_out), tc.batch_size
     fit = SentencePairs(train_store, layer_in, layer_out, split_sentences(len(train_store), tc.val_fraction, tc.seed)[0])  # the words it trained on
     rec, bn, base = evaluate(model, pairs.batches(bs)), bottleneck_check(model, pairs.batches(bs), seed=cfg.seed), reconstruction_baselines(model, fit, pairs, bs)
@@ -191,7 +191,8 @@ def measure(cfg:PipelineConfig, model, train_store, test, layer_in:int, layer_ou
                    codebook={k: rec[k] for k in ('perplexity', 'utilisation', 'used_fraction', 'dead_codes', 'num_codes')},
                    faithfulness=dict(folds=cfg.folds, original=_mean_std(fr.summary, 'original'), perturbed=_mean_std(fr.summary, 'perturbed'),
                                      random=_mean_std(fr.summary, 'random Gaussian direction'), random_code=_mean_std(fr.summary, 'random code'),
-                                     retrained=_mean_std(fr.summary, RETRAINED)),
+                                     matched_code=_mean_std(fr.summary, MATCHED), retrained=_mean_std(fr.summary, RETRAINED),
+                                     drop=_mean_std(fr.drops, 'perturbed'), matched_drop=_mean_std(fr.drops, MATCHED)),
                    intervention=iv.summary.to_dict('index'), bottleneck=bn, code_ratio=code_ratio(bn))
     if note := bypass_note(bn): metrics['bypass'] = note
     return metrics, fr, iv

@@ -23,10 +23,14 @@ def plot_code_usage(codes:np.ndarray, num_codes:int, title:str='Codebook usage (
 _BASELINES = (('ridge_fvu', 'ridge map l → h (FVU)'), ('lookup_fvu', 'lookup of its codes (FVU)'), ('mean_fvu', 'training mean (FVU)'))
 
 def _intervention_rows(iv:dict|None) -> list:
-    "Key-number rows of the intervention on the model: accuracy, and the share of predictions flipped, per condition."
+    "Key-number rows of the intervention on the model: accuracy and the share of predictions flipped per condition; the concept's drop against the matched control's."
     names = {'original': 'model accuracy: unmodified', 'perturbed': '… concept removed inside it', 'random Gaussian direction': '… random Gaussian direction removed',
-             'random code': '… random code removed'}
-    return [(names[k], f"{v['accuracy']:.3f}" + (f" ({v['flip_rate']:.1%} flipped)" if k != 'original' else '')) for k, v in (iv or {}).items() if k in names]
+             'random code': '… random code removed', 'frequency-matched random code': "… another sentence's concept removed (frequency-matched)"}
+    rows = [(names[k], f"{v['accuracy']:.3f}" + (f" ({v['flip_rate']:.1%} flipped)" if k != 'original' else '')) for k, v in (iv or {}).items() if k in names]
+    if iv and 'frequency-matched random code' in iv:
+        drop = {k: iv['original']['accuracy'] - iv[k]['accuracy'] for k in ('perturbed', 'frequency-matched random code')}
+        rows.append(("model accuracy drop: concept, against the matched control", f"{drop['perturbed']:.3f} against {drop['frequency-matched random code']:.3f}"))
+    return rows
 
 def key_numbers(m:dict) -> pd.DataFrame:
     "The headline metrics of a run's metrics.json as a two-column table."
@@ -37,6 +41,7 @@ def key_numbers(m:dict) -> pd.DataFrame:
             ('codes used', f"{m['codebook']['used_fraction']:.1%}"), ('dead codes', m['codebook']['dead_codes']),
             ('probe accuracy: original', ms(f['original'])), ('… concept removed', ms(f['perturbed'])),
             ('… random Gaussian direction removed', ms(f['random'])), ('… random code removed', ms(f['random_code'])),
+            *([("… another sentence's concept removed (frequency-matched)", ms(f['matched_code']))] if 'matched_code' in f else []),
             *([('… concept removed, probe retrained on such vectors', ms(f['retrained']))] if 'retrained' in f else []),
             *_intervention_rows(m.get('intervention')),
             *[(f'classifier {k.replace("_", " ")}', f'{v:.3f}') for k, v in m.get('classifier', {}).items()]]
@@ -86,7 +91,8 @@ def _sections(out:Path, m:dict, concepts:pd.DataFrame) -> list:
                  body=_figure(plot_history(pd.read_csv(out/'history.csv'), m.get('validation_baselines')), True)),
             dict(title='Codebook usage', intro='Words of the training split per code.', body=_figure(plot_code_usage(codes, m['codebook']['num_codes']), False)),
             dict(title='Faithfulness', intro=f"Probe accuracy over {m['faithfulness']['folds']} stratified folds on layer-{l} sentence vectors: original, "
-                 "with the concept of the most salient word removed, with a random direction or code removed, and the concept removed for probes retrained on such vectors (notebook 10).",
+                 "with the concept of the most salient word removed, with a random direction, a random code or another sentence's concept (frequency-matched) removed, "
+                 "and the concept removed for probes retrained on such vectors (notebook 10).",
                  body=_figure(plot_faithfulness(fr), False) + _table(fr.table().to_frame('accuracy')) + _table(groups.round(4))),
             *([dict(title='Intervention on the model', intro=f"The fine-tuned classifier itself, with the concept (or a random control) projected out of hidden state {l} at "
                    "every real position and the remaining layers run: its accuracy and the share of its predictions that flip, overall and by class and outcome (notebook 10).",

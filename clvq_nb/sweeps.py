@@ -13,7 +13,7 @@ from .assets import cache_dir
 from .clvq import CLVQConfig
 from .train import TrainConfig, preset, train
 from .baselines import VQConcepts
-from .faithfulness import salient_concepts, faithfulness
+from .faithfulness import MATCHED, salient_concepts, faithfulness, intervene
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'sweep_config', 'sweep_stores', 'eraser_stores', 'Experiment', 'experiment_stores', 'faithfulness_row',
@@ -110,18 +110,26 @@ def experiment_stores(name:str, # a key of `EXPERIMENTS`
     return sweep_stores(e.model, e.task, layers, e.train_sentences, data, e.finetune_options, device)
 
 # %% ../nbs/11_layer_pairs.ipynb #684a5be9
-_CONDITIONS = {'original': 'original', 'perturbed': 'perturbed', 'random Gaussian direction': 'random', 'random code': 'random_code'}
+_CONDITIONS = {'original': 'original', 'perturbed': 'perturbed', 'random Gaussian direction': 'random', 'random code': 'random_code',
+               MATCHED: 'matched_code'}
 
 def faithfulness_row(method, # a `ConceptMethod`
                      test_store, # `ActivationStore` of the test sentences
                      layer:int, # the lower layer l: the method's input and the sentence vectors'
                      salient:np.ndarray, # (len(test_store),) each sentence's most salient word
-                     folds:int=20, seed:int=42, device=None) -> dict:
-    "Faithfulness of `method` as flat columns: `<condition>_mean`, `<condition>_std`."
-    fr = faithfulness(test_store.sentence_vectors(layer), test_store.labels, salient_concepts(method, test_store, layer, salient),
-                      preds=test_store.preds, codebook=method.codebook, folds=folds, seed=seed,
-                      label_names=test_store.label_names, name=method.name, device=device)
-    return {f'{short}_{stat}': float(fr.summary.loc[cond, stat]) for cond, short in _CONDITIONS.items() for stat in ('mean', 'std')}
+                     folds:int=20, seed:int=42, device=None,
+                     classifier:tuple|None=None, # (model, tokenizer) of the fine-tuned classifier: adds the intervention columns
+                    ) -> dict:
+    "Faithfulness of `method` as flat columns: probe `<condition>_mean/_std`, `drop_<condition>_mean/_std`, and the model's `iv_<condition>_accuracy/_drop/_flip_rate`."
+    concepts = salient_concepts(method, test_store, layer, salient)
+    fr = faithfulness(test_store.sentence_vectors(layer), test_store.labels, concepts, preds=test_store.preds, codebook=method.codebook,
+                      folds=folds, seed=seed, label_names=test_store.label_names, name=method.name, device=device)
+    row = {f'{short}_{stat}': float(fr.summary.loc[cond, stat]) for cond, short in _CONDITIONS.items() for stat in ('mean', 'std')}
+    row.update({f'drop_{short}_{stat}': float(fr.drops.loc[cond, stat]) for cond, short in _CONDITIONS.items() if cond != 'original' for stat in ('mean', 'std')})
+    if classifier is None: return row
+    iv = intervene(*classifier, test_store.texts, test_store.labels, layer, concepts, codebook=method.codebook, seed=seed,
+                   label_names=test_store.label_names, name=method.name)
+    return {**row, **{f'iv_{short}_{k}': float(iv.summary.loc[cond, k]) for cond, short in _CONDITIONS.items() for k in ('accuracy', 'drop', 'flip_rate')}}
 
 # %% ../nbs/11_layer_pairs.ipynb #73d3f420
 def mean_std(rows:pd.DataFrame, # sweep rows
@@ -194,14 +202,16 @@ def compare_methods(methods:dict, # name → function of no arguments that fits 
                     layer:int, # the lower layer l; a method with a `.layer` attribute is tested at its own layer
                     salient:np.ndarray, # (len(test_store),) each sentence's most salient word (found at layer l)
                     out_csv:str|Path, # one row per method name is appended here; names already in it are skipped
-                    folds:int=20, seed:int=42, device=None) -> pd.DataFrame: # all rows of `out_csv`
+                    folds:int=20, seed:int=42, device=None,
+                    classifier:tuple|None=None, # (model, tokenizer): adds the intervention on the model (see `faithfulness_row`)
+                   ) -> pd.DataFrame: # all rows of `out_csv`
     "Fit and measure each method not yet in `out_csv`; append its faithfulness row (and fit time); return all rows."
     out_csv = Path(out_csv); done = set(pd.read_csv(out_csv)['method']) if out_csv.exists() else set()
     for name, fit in methods.items():
         if name in done: continue
         t = time.perf_counter(); method = fit(); fit_seconds = time.perf_counter() - t
         at = getattr(method, 'layer', layer)  # a method that reads another layer (a single-layer VQ-VAE at h) is tested there
-        row = dict(method=name, layer=at, num_concepts=len(method.codebook), **faithfulness_row(method, test_store, at, salient, folds, seed, device),
+        row = dict(method=name, layer=at, num_concepts=len(method.codebook), **faithfulness_row(method, test_store, at, salient, folds, seed, device, classifier),
                    fit_seconds=fit_seconds)
         _append_csv(out_csv, pd.DataFrame([row])); done.add(name)
     return pd.read_csv(out_csv)

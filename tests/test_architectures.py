@@ -13,7 +13,7 @@ from clvq_nb.models import is_decoder_only, load_tokenizer, predict
 from clvq_nb.extract import encode_words, extract
 from clvq_nb.train import preset, train
 from clvq_nb.baselines import VQConcepts
-from clvq_nb.faithfulness import faithfulness, feeding, hidden_site, integrated_gradients, salient_concepts, word_attributions
+from clvq_nb.faithfulness import CONDITIONS, _skippable, faithfulness, feeding, hidden_site, integrated_gradients, salient_concepts, word_attributions
 from clvq_nb.testing import TINY_FAMILIES, one_word_task, tiny_family
 
 pytest.importorskip('captum.attr')
@@ -50,7 +50,8 @@ def check_captum(captum_ig, model, tok, text, layer, steps=8):
     torch.testing.assert_close(attr, ref, rtol=1e-4, atol=1e-5)
 
 def check_feeding(model, tok, texts):
-    "Hidden state l of one pass, fed into a pass over other word ids, gives that pass's logits to fp32 precision, for l = 0 … n."
+    """Hidden state l of one pass, fed into a pass over other word ids, gives that pass's logits to fp32 precision, for l = 0 … n;
+    and the same with the l layers below it skipped (every one of them)."""
     enc = tok(texts, padding=True, return_special_tokens_mask=True, return_tensors='pt')
     ids, mask, words = enc['input_ids'], enc['attention_mask'], (enc['attention_mask'] == 1) & (enc['special_tokens_mask'] == 0)
     other = ids.masked_scatter(words, torch.randint(1000, 2000, (int(words.sum()),), generator=torch.Generator().manual_seed(0)))
@@ -59,6 +60,8 @@ def check_feeding(model, tok, texts):
         assert len(out.hidden_states) == N + 1
         for l, h in enumerate(out.hidden_states):
             with feeding(model, l, h): torch.testing.assert_close(model(input_ids=other, attention_mask=mask).logits, out.logits, rtol=1e-6, atol=1e-6)
+            with feeding(model, l, h, skip_lower=True): torch.testing.assert_close(model(input_ids=other, attention_mask=mask).logits, out.logits, rtol=1e-5, atol=1e-5)
+            assert len(_skippable(model, l)) == l, (l, _skippable(model, l))
 
 @pytest.mark.parametrize('family', list(TINY_FAMILIES))
 def test_family(family, tokenizers, data, tmp_path, record_property, captum_ig):
@@ -77,7 +80,7 @@ def test_family(family, tokenizers, data, tmp_path, record_property, captum_ig):
     clvq = VQConcepts(run.model, L)
     res = faithfulness(store.sentence_vectors(L), store.labels, salient_concepts(clvq, store, L, wa.salient), preds=store.preds,
                        codebook=clvq.codebook, folds=3, epochs=3)
-    assert res.summary.shape == (4, 2) and np.isfinite(res.summary.values).all()
+    assert res.summary.shape == (len(CONDITIONS), 2) and np.isfinite(res.summary.values).all()
     check_feeding(model, tok, store.texts[:4])
     record_property('seconds', round(time.perf_counter() - t0, 2))
 
