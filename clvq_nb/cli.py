@@ -8,7 +8,7 @@ __all__ = ['SHORTCUTS', 'HELP', 'parser', 'config_from_args', 'main']
 # %% ../nbs/17b_cli.ipynb #194eea51
 import argparse, dataclasses, json, sys
 from fastcore.docments import docments
-from .core import ClvqError
+from .core import ClvqError, writing
 from .pipeline import PipelineConfig, read_config, run_pipeline, run_stage
 from .report import key_numbers
 
@@ -66,20 +66,26 @@ def config_from_args(args:argparse.Namespace) -> PipelineConfig:
     return PipelineConfig.from_dict(d, f"config file {a['config']}" if 'config' in a else 'the flags')
 
 # %% ../nbs/17b_cli.ipynb #2e0b3b6f
+def _close_bars():
+    "Close the progress bars that an error left open, so that its message is the last line."
+    from tqdm import tqdm
+    for bar in list(getattr(tqdm, '_instances', [])): bar.close()
+
 def main(argv:list|None=None) -> int:
     "Entry point of the `clvq` console script; returns the exit status."
     args = parser().parse_args(argv)
     try:
         cfg = config_from_args(args)
-        if args.command == 'run':
-            m = run_pipeline(cfg)
-            print(key_numbers(m).to_string(index=False))
-            if m.get('bypass'): print(m['bypass'])
-            print(f"report: {cfg.out}/report.html")
-        else: print(json.dumps(run_stage(cfg, args.command), indent=1, default=str))
+        with writing(cfg.out):  # a full disk anywhere is one message
+            if args.command == 'run':
+                m = run_pipeline(cfg)
+                print(key_numbers(m).to_string(index=False))
+                if m.get('bypass'): print(m['bypass'])
+                print(f"report: {cfg.out}/report.html")
+            else: print(json.dumps(run_stage(cfg, args.command), indent=1, default=str))
     except ClvqError as e:
         if args.debug: raise
-        print(f"clvq: error: {e}", file=sys.stderr); return 2
+        _close_bars(); print(f"clvq: error: {e}", file=sys.stderr); return 2
     except KeyboardInterrupt:
         print("clvq: interrupted; every cache is intact, run the same command again to resume", file=sys.stderr); return 130
     return 0

@@ -4,7 +4,7 @@
 
 # %% ../nbs/07_clvq.ipynb #b5143607
 from __future__ import annotations
-import dataclasses, json, os
+import dataclasses, hashlib, json, os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,14 +14,14 @@ from fastcore.basics import patch
 from huggingface_hub import ModelHubMixin
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from .core import ClvqError, broadcast_tensor, default_device, rank_world, write_json
+from .core import ClvqError, broadcast_tensor, default_device, rank_world, remove_stale, temp_path, write_json, writing
 from .encoder import AdaptiveResidualEncoder, check_alpha
 from .quantizer import INIT_METHODS, VectorQuantizer, check_quantizer_options
 from .decoder import CrossLayerDecoder
 
 # %% auto #0
 __all__ = ['INIT_ON', 'MEMORIES', 'SKIPS', 'CHECKPOINT_FORMAT', 'BYPASS_RATIO', 'CARD_TEMPLATE', 'CLVQConfig', 'CLVQVAE',
-           'ridge_fit', 'CLVQOutput', 'masked_mse', 'save_checkpoint', 'load_checkpoint', 'evaluating',
+           'ridge_fit', 'CLVQOutput', 'masked_mse', 'tensors_sha', 'save_checkpoint', 'load_checkpoint', 'evaluating',
            'bottleneck_check', 'code_ratio', 'bypass_note']
 
 # %% ../nbs/07_clvq.ipynb #48155a62
@@ -225,6 +225,12 @@ def concept_vectors(self:CLVQVAE, codes:torch.Tensor) -> torch.Tensor:
 # %% ../nbs/07_clvq.ipynb #842985d9
 CHECKPOINT_FORMAT = 'clvq_nb.checkpoint/1'
 
+def tensors_sha(tensors:dict) -> str:
+    "sha256 of named tensors: each name and its raw bytes, in name order."
+    h = hashlib.sha256()
+    for k in sorted(tensors): h.update(k.encode()); h.update(tensors[k].detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return h.hexdigest()
+
 def save_checkpoint(model:CLVQVAE, # the model to save
                     path:str|Path, # target file, conventionally *.safetensors
                     extra:dict|None=None, # JSON-serialisable extras: epoch, history, data provenance ...
@@ -233,11 +239,12 @@ def save_checkpoint(model:CLVQVAE, # the model to save
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     try: extra_json = json.dumps(extra or {})
     except TypeError as e: raise ClvqError(f"extra must be JSON-serialisable ({e}); convert tensors with .tolist() or .item().") from None
-    meta = dict(format=CHECKPOINT_FORMAT, config=json.dumps(model.config.to_dict()), d_in=str(model.d_in),
-                d_out=str(model.d_out), extra=extra_json)
     state = {k: v.detach().to('cpu', copy=True).contiguous() for k, v in model.state_dict().items()}
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try: save_file(state, tmp, metadata=meta); os.replace(tmp, path)
+    meta = dict(format=CHECKPOINT_FORMAT, config=json.dumps(model.config.to_dict()), d_in=str(model.d_in),
+                d_out=str(model.d_out), extra=extra_json, sha=tensors_sha(state))
+    tmp = temp_path(path)
+    try:
+        with writing(path): remove_stale(path); save_file(state, tmp, metadata=meta); os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
     return path
 
@@ -248,10 +255,15 @@ def load_checkpoint(path:str|Path, # a file written by `save_checkpoint`
     "Rebuild a model saved by `save_checkpoint`."
     path = Path(path)
     if not path.is_file(): raise ClvqError(f"no checkpoint at {path}; pass the file that save_checkpoint wrote.")
-    with safe_open(path, 'pt') as f: meta = f.metadata() or {}
+    def damaged(why): return ClvqError(f"{path} is damaged or is not a clvq_nb checkpoint ({why}): delete it and train again to rewrite it.")
+    try:
+        with safe_open(path, 'pt') as f: meta = f.metadata() or {}
+        state = load_file(path)
+    except Exception as e: raise damaged(f"safetensors cannot read it: {(str(e).splitlines() or [''])[0][:120]}") from None
     if meta.get('format') != CHECKPOINT_FORMAT: raise ClvqError(f"{path} is not a clvq_nb checkpoint (format {meta.get('format')!r}); save one with save_checkpoint.")
+    if 'sha' in meta and tensors_sha(state) != meta['sha']: raise damaged("its tensors do not match the sha256 in its header")
     model = CLVQVAE(int(meta['d_in']), int(meta['d_out']), CLVQConfig.from_dict(json.loads(meta['config'])))
-    model.load_state_dict(load_file(path))
+    model.load_state_dict(state)
     return model.to(device or default_device()).eval(), json.loads(meta['extra'])
 
 # %% ../nbs/07_clvq.ipynb #18d03840

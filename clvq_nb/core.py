@@ -4,29 +4,72 @@
 
 # %% ../nbs/00_core.ipynb #bfd923a6
 from __future__ import annotations
-import hashlib, json, os, tempfile
+import errno, glob, hashlib, json, os, shutil, socket, tempfile, uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 import numpy as np, torch
 import torch.distributed as dist
 
 # %% auto #0
-__all__ = ['ClvqError', 'write_atomic', 'write_json', 'write_folder', 'short_sha', 'json_sha', 'sha256_file', 'default_device',
-           'as_vectors', 'rank_world', 'init_distributed', 'all_reduce_sum', 'broadcast_tensor', 'broadcast_object',
-           'on_rank0']
+__all__ = ['ClvqError', 'temp_path', 'remove_stale', 'check_disk_full', 'writing', 'write_atomic', 'write_json', 'write_folder',
+           'short_sha', 'json_sha', 'sha256_file', 'default_device', 'as_vectors', 'check_device', 'rank_world',
+           'init_distributed', 'all_reduce_sum', 'broadcast_tensor', 'broadcast_object', 'on_rank0']
 
 # %% ../nbs/00_core.ipynb #cbb0ee6d
 class ClvqError(Exception):
     "A user-facing error: its message names the problem and the fix, and the command line prints it as one line."
+
+# %% ../nbs/00_core.ipynb #0bf5346d
+def temp_path(path:Path) -> Path:
+    "A hidden temporary name beside `path` that records this host and process: `.NAME.tmp-HOST-PID-RANDOM`."
+    return path.with_name(f'.{path.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}')
+
+def _alive(pid:int) -> bool:
+    "Whether process `pid` of this host is running."
+    try: os.kill(pid, 0)
+    except ProcessLookupError: return False
+    except PermissionError: pass  # it runs, as another user
+    return True
+
+def remove_stale(path:Path) -> list:
+    "Remove the temporary files and folders beside `path` that processes of this host, now gone, left; return their names."
+    prefix, gone = f'.{path.name}.tmp-{socket.gethostname()}-', []
+    for p in sorted(path.parent.glob(glob.escape(prefix) + '*')):
+        pid = p.name[len(prefix):].split('-')[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            if p.is_dir(): shutil.rmtree(p, ignore_errors=True)
+            else: p.unlink(missing_ok=True)
+            gone.append(p.name)
+    return gone
+
+# %% ../nbs/00_core.ipynb #a0213773
+def check_disk_full(e:BaseException, # what writing `path` raised
+                    path:Path):
+    "Raise one `ClvqError` naming the disk if `e` means that the disk holding `path` is full."
+    where = next(p for p in (path, *path.parents) if p.exists())
+    free = shutil.disk_usage(where).free
+    if getattr(e, 'errno', None) in (errno.ENOSPC, errno.EDQUOT) or 'os error 28' in str(e) or free < 1 << 20:
+        raise ClvqError(f"the disk is full writing {path} ({free / 2**20:.1f} MiB free): free space on it, or pass --out (and set CLVQ_CACHE "
+                        "for the caches) on another disk, then run the same command again; nothing half-written was kept") from e
+
+@contextmanager
+def writing(path:str|Path):
+    "Turn a failure to write `path` on a full disk into one clear `ClvqError`; other errors pass unchanged."
+    try: yield
+    except ClvqError: raise
+    except Exception as e: check_disk_full(e, Path(getattr(e, 'filename', None) or path).absolute()); raise
 
 # %% ../nbs/00_core.ipynb #c4c71a1b
 def write_atomic(path:str|Path, # the file to (over)write
                  data:str|bytes, # its whole content
                 ) -> Path:
     "Write `data` to `path` atomically: a temporary file beside it, then `os.replace`."
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f'.{path.name}.{os.getpid()}.tmp')
-    try: tmp.write_bytes(data.encode() if isinstance(data, str) else data); os.replace(tmp, path)
+    path = Path(path); tmp = temp_path(path)
+    try:
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True); remove_stale(path)
+            tmp.write_bytes(data.encode() if isinstance(data, str) else data); os.replace(tmp, path)
     finally: tmp.unlink(missing_ok=True)
     return path
 
@@ -41,10 +84,13 @@ def write_folder(dest:str|Path, # the folder to make
                  write:Callable, # called with the temporary folder to fill
                 ) -> Path:
     "Make folder `dest` by calling `write(tmp)` on a temporary folder beside it, then renaming it into place."
-    dest = Path(dest); dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent, prefix=f'.{dest.name}-') as tmp:
-        stage = Path(tmp)/'stage'; stage.mkdir(); write(stage)
-        if not dest.exists(): os.replace(stage, dest)
+    dest = Path(dest); tmp = temp_path(dest)
+    try:
+        with writing(dest):
+            dest.parent.mkdir(parents=True, exist_ok=True); remove_stale(dest)
+            (stage := tmp/'stage').mkdir(parents=True); write(stage)
+            if not dest.exists(): os.replace(stage, dest)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 # %% ../nbs/00_core.ipynb #e40149a2
@@ -78,6 +124,20 @@ def as_vectors(vectors, # (N, d) numpy array, memory map or tensor, any float ty
     if t.ndim != 2: raise ClvqError(f"expected vectors of shape (N, d), got {tuple(t.shape)}: pass rows of store.word_vectors(layer), "
                                     "or flatten a batch and keep its real positions, e.g. z[mask]")
     return t.to(device=device, dtype=torch.float32)
+
+# %% ../nbs/00_core.ipynb #d5f17126
+def check_device(device:str|torch.device|None, # cpu, cuda, cuda:1, mps …; None: `default_device()`
+                ) -> torch.device:
+    "`device` as a `torch.device`, if this machine has it; one clear message otherwise."
+    if device is None: return default_device()
+    try: dev = torch.device(device)
+    except (RuntimeError, TypeError) as e: raise ClvqError(f"device {device!r} is not a device name ({e}): use cpu, cuda, cuda:1 or mps") from None
+    if dev.type == 'cuda' and not torch.cuda.is_available():
+        raise ClvqError(f"device {device!r}: this machine has no CUDA GPU that PyTorch {torch.__version__} can use; leave the device out (or pass cpu) to run on the CPU")
+    if dev.type == 'cuda' and (dev.index or 0) >= torch.cuda.device_count():
+        raise ClvqError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
+    if dev.type == 'mps' and not torch.backends.mps.is_available(): raise ClvqError(f"device {device!r}: MPS is not available here; pass cpu")
+    return dev
 
 # %% ../nbs/00_core.ipynb #2f086723
 def rank_world() -> tuple[int, int]:

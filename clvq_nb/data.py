@@ -10,14 +10,14 @@ from pathlib import Path
 from typing import Callable
 import numpy as np, pandas as pd
 import datasets
-from .core import ClvqError
+from .core import ClvqError, short_sha
 from .assets import fetch
 
 # %% auto #0
 __all__ = ['SPLITS', 'POLARITY', 'TOXICITY', 'AG_NEWS', 'TASKS', 'read_table', 'select_columns', 'drop_empty', 'encode_labels',
            'stratified_split', 'stratified_sample', 'make_splits', 'to_datasetdict', 'split_files', 'read_splits',
            'from_hub', 'read_pang_lee', 'read_topic_folder', 'read_release', 'eraser_from_hub', 'jigsaw_columns',
-           'read_ag_news_csv', 'hub_classlabel_frames', 'Task', 'get_task', 'load_task']
+           'read_ag_news_csv', 'hub_classlabel_frames', 'Task', 'get_task', 'load_task', 'check_splits', 'data_sha']
 
 # %% ../nbs/01_data.ipynb #9e358d33
 def read_table(path:Path, columns:list|None=None) -> pd.DataFrame:
@@ -39,7 +39,7 @@ def select_columns(df:pd.DataFrame, text:str, label:str, source:str='the data') 
     "Columns `text`, `label` (raw, as stripped strings) taken from `df`'s columns `text` and `label`."
     if missing := [c for c in (text, label) if c not in df.columns]:
         raise ClvqError(f"{source} has no column {', '.join(map(repr, missing))} (columns found: {', '.join(map(str, df.columns))}); "
-                        "name the right ones (e.g. text_col=, label_col=)")
+                        "rename them to `text` and `label` (from Python, pass text_col= and label_col= to load_task)")
     return pd.DataFrame({'text': df[text].astype(str).to_numpy(), 'label': df[label].astype(str).str.strip().to_numpy()})
 
 # %% ../nbs/01_data.ipynb #b41fd3c8
@@ -233,4 +233,21 @@ def load_task(name:str='sentiment', # a name in `TASKS`
     "Labelled text for task `name`: splits train / validation / test, columns `text` and `label` (a ClassLabel)."
     raw, labels = get_task(name).load(Path(path).expanduser() if path else None, **options)
     frames, names = encode_labels({s: drop_empty(f, f'{name} {s} data') for s, f in raw.items()}, labels, f'{name} data')
-    return to_datasetdict(make_splits(frames, seed), names)
+    return check_splits(to_datasetdict(make_splits(frames, seed), names), f'{name} data')
+
+# %% ../nbs/01_data.ipynb #d5dc9e4c
+def check_splits(ds:datasets.DatasetDict, source:str='the data') -> datasets.DatasetDict:
+    "`ds`, if its splits can train and test a classifier: two classes or more in train, no empty split; else one message with the counts."
+    names = ds['train'].features['label'].names
+    counts = {s: np.bincount(ds[s]['label'], minlength=len(names)) for s in SPLITS}
+    shown = '; '.join(f"{s} {', '.join(f'{n} {c}' for n, c in zip(names, counts[s]))}" for s in SPLITS)
+    if (counts['train'] > 0).sum() < 2:
+        raise ClvqError(f"{source} has fewer than two classes ({shown}): a classifier needs texts of at least two labels; check the label column")
+    if empty := [s for s in SPLITS if not counts[s].sum()]:
+        raise ClvqError(f"{source} is too small: its {' and '.join(empty)} split{'s are' if len(empty) > 1 else ' is'} empty ({shown}); "
+                        "validation and test each take 10 % of every class, so give at least 10 texts of each class")
+    return ds
+
+def data_sha(data:datasets.Dataset, columns:list) -> str:
+    "Hash of the given columns of a dataset, read in chunks."
+    return short_sha(*(json.dumps(b, default=str) for b in data.select_columns(columns).iter(batch_size=10_000)))

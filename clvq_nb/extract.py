@@ -11,15 +11,16 @@ from datasets.arrow_writer import ArrowWriter
 from fastcore.basics import patch
 from tqdm.auto import tqdm
 import clvq_nb
-from .core import ClvqError, broadcast_object, init_distributed, json_sha, on_rank0, rank_world, all_reduce_sum, short_sha
+from .core import ClvqError, broadcast_object, init_distributed, json_sha, on_rank0, rank_world, all_reduce_sum, short_sha, sha256_file, temp_path, remove_stale, writing
 from .assets import cache_dir
+from .data import data_sha
 from .models import is_decoder_only, max_tokens
 
 # %% auto #0
 __all__ = ['AGGREGATIONS', 'TEXT_MODELS', 'token_words', 'encode_words', 'plan_words', 'token_rows', 'aggregate',
            'sentence_positions', 'has_classifier', 'forward', 'VectorFile', 'tokenizer_sha', 'model_identity',
-           'data_sha', 'fingerprint', 'fingerprint_diff', 'layer_stack', 'check_layers', 'check_data', 'plan_batches',
-           'truncation_report', 'extract', 'ActivationStore']
+           'fingerprint', 'fingerprint_diff', 'layer_stack', 'check_layers', 'check_data', 'plan_batches',
+           'truncation_report', 'store_damage', 'extract', 'ActivationStore', 'first_nonfinite']
 
 # %% ../nbs/03_extract.ipynb #2ea8b57f
 def token_words(offsets:np.ndarray, # (B, T, 2) character span of each token in its text
@@ -170,9 +171,6 @@ def model_identity(model, tokenizer) -> dict:
     return dict(name=str(model.config.name_or_path), cls=type(model).__name__, config_sha=json_sha(cfg),
                 weights_sha=short_sha(*weights), tokenizer_sha=tokenizer_sha(tokenizer))
 
-def data_sha(data:datasets.Dataset, columns:list) -> str:
-    "Hash of the given columns of a dataset, read in chunks."
-    return short_sha(*(json.dumps(b, default=str) for b in data.select_columns(columns).iter(batch_size=10_000)))
 
 # %% ../nbs/03_extract.ipynb #eec69204
 def fingerprint(model, tokenizer, data, layers, aggregation, dtype, max_length, task, split, text_col, label_col) -> dict:
@@ -274,7 +272,7 @@ def _write_vectors(folder:Path, model, tokenizer, data, plan:dict, layers:list, 
         hidden, mask, pred = forward(model, enc, layers, decoder_only)
         wv = aggregate(hidden, torch.as_tensor(rows, device=hidden.device), aggregation).to(todt)
         sv = hidden[:, torch.arange(len(idx)), sentence_positions(mask, decoder_only)].to(todt)
-        if not (wv.isfinite().all() and sv.isfinite().all()): raise ClvqError(f"activations overflow {dtype}: extract with dtype='float32'")
+        _check_finite_batch(wv, sv, idx, plan['n_kept'][idx], layers, dtype)
         if pred is not None: preds[idx] = pred.cpu().numpy()
         if files is None: files, d = _vector_files(folder, plan, layers, hidden.shape[-1], dtype)
         _write_rows(files, layers, idx, offsets[idx], plan['n_kept'][idx], wv.cpu().numpy(), sv.cpu().numpy())
@@ -291,6 +289,19 @@ def _write_rows(files:dict, layers:list, idx, starts, counts, wv:np.ndarray, sv:
     for i, l in enumerate(layers):
         for j, (s, a, f, n) in enumerate(zip(idx, starts, firsts, counts)):  # one write per text and layer
             files['word_vectors', l].write(a, wv[i, f:f + n]); files['sentence_vectors', l].write(s, sv[i, j:j + 1])
+
+# %% ../nbs/03_extract.ipynb #51ac6822
+def _check_finite_batch(wv:torch.Tensor, sv:torch.Tensor, # a batch's word (L, R, d) and sentence (L, B, d) vectors
+                        idx:np.ndarray, counts:np.ndarray, layers:list, dtype:str): # its texts, their kept words, the layers
+    "Refuse a batch whose vectors hold NaN or inf, naming the layer and the first text."
+    bad_w, bad_s = ~wv.isfinite().all(-1), ~sv.isfinite().all(-1)  # (L, R), (L, B)
+    if not (bad_w.any() or bad_s.any()): return
+    texts = torch.as_tensor(np.repeat(np.arange(len(idx)), counts), device=wv.device)
+    firsts = [(int(idx[j]), layers[i]) for i in range(len(layers)) for j in
+              [*texts[bad_w[i]].tolist()[:1], *torch.nonzero(bad_s[i]).flatten().tolist()[:1]]]
+    row, layer = min(firsts)
+    fix = "float16 overflows past 65504: extract with dtype='float32'" if dtype == 'float16' else "the model itself gives them: check its weights"
+    raise ClvqError(f"layer {layer}'s activations of text {row} hold NaN or inf in {dtype} ({fix})")
 
 # %% ../nbs/03_extract.ipynb #245a44c1
 def _write_sentences(folder:Path, data, plan:dict, preds:np.ndarray, text_col:str, label_col:str|None, chunk:int=10_000):
@@ -320,6 +331,7 @@ def _write_metadata(folder:Path, model, data, fp:dict, plan:dict, preds:np.ndarr
                 label_names=data.features[label_col].names if label_col and isinstance(data.features[label_col], datasets.ClassLabel) else None,
                 num_sentences=len(data), num_words=int(plan['n_kept'].sum()), truncation=truncation_report(plan, fp['max_length']),
                 seconds=round(time.perf_counter() - t0, 2))
+    meta['files'] = _content(folder)
     (folder/'metadata.json').write_text(json.dumps(meta, indent=1))
     return meta
 
@@ -336,16 +348,34 @@ def _build(folder:Path, model, tokenizer, data, fp:dict, batch_size:int, batch_t
         preds, d = _write_vectors(folder, model, tokenizer, data, plan, layers, fp['aggregation'], fp['dtype'], batch_size, batch_tokens, text_col, max_length, verbose)
     return on_rank0(_write_metadata, folder, model, data, fp, plan, preds, d, label_col, text_col, t0)
 
+# %% ../nbs/03_extract.ipynb #3fc73eaf
+def _content(folder:Path) -> dict:
+    "Size and sha256 of every file of a store but metadata.json, by relative path."
+    return {str(p.relative_to(folder)): [p.stat().st_size, sha256_file(p)] for p in sorted(folder.rglob('*')) if p.is_file() and p.name != 'metadata.json'}
+
+def store_damage(path:Path, # a store folder
+                 meta:dict, # its metadata
+                 hashes:bool=True, # also compare the hashes (reads every file); False: sizes only
+                ) -> str|None:
+    "Why the store's files are not the ones its metadata records; None when they are."
+    if 'files' not in meta: return "it has no record of its files' sizes and hashes (a store from an older clvq_nb)"
+    for rel, (size, sha) in meta['files'].items():
+        p = path/rel
+        if not p.is_file(): return f"{rel} is missing"
+        if (got := p.stat().st_size) != size: return f"{rel} has {got:,} bytes, not {size:,}"
+        if hashes and sha256_file(p) != sha: return f"{rel} has changed since it was written (its sha256 differs)"
+
 # %% ../nbs/03_extract.ipynb #5fe7aa70
 def _reuse(path:Path, fp:dict, verbose:bool) -> ActivationStore|None:
-    "The store at `path` if complete and matching `fp`; else None, after saying why it will be rebuilt."
+    "The store at `path` if complete, intact and matching `fp`; else None, after saying why it will be rebuilt."
+    if path.parent.exists(): remove_stale(path)  # the temporary folders of killed extractions
     if not path.exists(): return None
     if (path/'metadata.json').exists():
         diff = fingerprint_diff(json.loads((path/'metadata.json').read_text()).get('fingerprint', {}), fp)
-        if not diff:
+        if not diff and not (why := store_damage(path, json.loads((path/'metadata.json').read_text()))):
             if verbose: print(f'reusing the complete store at {path}')
             return ActivationStore(path)
-        why = f"its fingerprint differs in {', '.join(diff)}"
+        why = why if not diff else f"its fingerprint differs in {', '.join(diff)}"
     elif path.is_dir() and (not any(path.iterdir()) or (path/'words.arrow').exists()): why = 'it is incomplete'
     else: raise ClvqError(f"{path} exists and is not an activation store: pass another path, or delete it")
     if verbose: print(f'rebuilding {path}: {why}')
@@ -353,7 +383,8 @@ def _reuse(path:Path, fp:dict, verbose:bool) -> ActivationStore|None:
 def _temp_folder(path:Path) -> Path:
     "A new hidden folder beside `path` to build it in."
     path.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f'.{path.name}.tmp-', dir=path.parent))
+    (tmp := temp_path(path)).mkdir()
+    return tmp
 
 def _put_in_place(tmp:Path, path:Path):
     "Replace `path` with the finished store in `tmp`."
@@ -387,8 +418,9 @@ def extract(model,               # a Hugging Face model: encoder or decoder-only
     if (store := _reuse(path, fp, verbose)) is not None: return store
     tmp, training = on_rank0(_temp_folder, path), model.training
     try:
-        model.eval(); meta = _build(tmp, model, tokenizer, data, fp, batch_size, batch_tokens, text_col, label_col, verbose)
-        on_rank0(_put_in_place, tmp, path)
+        with writing(path):
+            model.eval(); meta = _build(tmp, model, tokenizer, data, fp, batch_size, batch_tokens, text_col, label_col, verbose)
+            on_rank0(_put_in_place, tmp, path)
     finally:
         model.train(training)
         if rank == 0: shutil.rmtree(tmp, ignore_errors=True)
@@ -403,6 +435,8 @@ class ActivationStore:
         if not (self.path/'metadata.json').exists():
             raise ClvqError(f"{self.path} is not a complete activation store (no metadata.json): run extract(...) to build it")
         self.metadata = json.loads((self.path/'metadata.json').read_text())
+        if damage := store_damage(self.path, self.metadata, hashes=False) if 'files' in self.metadata else None:
+            raise ClvqError(f"the activation store {self.path} is damaged ({damage}): extract it again to rebuild it (`clvq extract` in a run folder)")
         self.layers, self.dims = self.metadata['layers'], {int(k): v for k, v in self.metadata['dims'].items()}
         self._sentences = datasets.Dataset.from_file(str(self.path/'sentences.arrow'))
         self._words = datasets.Dataset.from_file(str(self.path/'words.arrow'))
@@ -423,8 +457,22 @@ def _vectors(self:ActivationStore, kind:str, layer:int) -> np.ndarray:
     "A read-only (rows, d) view over one vector file, cached."
     if (kind, layer) not in self._cache:
         col = self._file(kind, layer).data.table.column(0)
-        self._cache[kind, layer] = col.chunk(0).flatten().to_numpy(zero_copy_only=True).reshape(len(col), self.dims[layer])
+        v = col.chunk(0).flatten().to_numpy(zero_copy_only=True).reshape(len(col), self.dims[layer])
+        if (row := first_nonfinite(v)) is not None:
+            where = f"row {row} (text {np.searchsorted(self.offsets, row, 'right') - 1})" if kind == 'word_vectors' else f"row {row}"
+            raise ClvqError(f"the activation store {self.path} holds NaN or inf in {kind} of layer {layer}, first at {where}: "
+                            "it is damaged; extract it again to rebuild it (`clvq extract` in a run folder)")
+        self._cache[kind, layer] = v
     return self._cache[kind, layer]
+
+def first_nonfinite(v:np.ndarray, # (rows, d) vectors, e.g. memory-mapped
+                    chunk:int=1 << 22, # values checked at a time
+                   ) -> int|None:
+    "Index of the first row holding NaN or inf, or None; read in chunks."
+    step = max(1, chunk // max(1, v.shape[1]))
+    for s in range(0, len(v), step):
+        if not (ok := np.isfinite(v[s:s + step]).all(1)).all(): return s + int(np.argmin(ok))
+    return None
 
 @patch
 def word_vectors(self:ActivationStore, layer:int) -> np.ndarray:

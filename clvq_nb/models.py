@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_models.ipynb #b3e96d69
 from __future__ import annotations
-import json, math, time, warnings
+import json, math, shutil, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -14,9 +14,9 @@ from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelF
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 from tqdm.auto import tqdm
 import clvq_nb
-from .core import ClvqError, default_device, json_sha, write_folder
+from .core import ClvqError, default_device, json_sha, sha256_file, short_sha, write_folder
 from .assets import cache_dir, fetch
-from .data import load_task
+from .data import SPLITS, data_sha, load_task
 
 # %% auto #0
 __all__ = ['MODELS', 'gguf_to_hf', 'smollm2_path', 'EmbeddedModel', 'model_path', 'is_decoder_only', 'load_config', 'prepend_bos',
@@ -184,6 +184,13 @@ def accuracy(model, tokenizer, ds, max_length:int|None=None) -> float:
     "Share of the rows of `ds` (columns `text`, `label`) that `model` classifies right."
     return float((predict(model, tokenizer, list(ds['text']), max_length=max_length) == np.asarray(ds['label'])).mean())
 
+def _damage(folder:Path) -> str|None:
+    "Why a cached classifier folder is not what its finetune.json records; None when it is."
+    try: files = json.loads((folder/'finetune.json').read_text()).get('files')
+    except ValueError: return "its finetune.json is not valid JSON"
+    if files is None: return "its finetune.json records no file hashes (an older cache)"
+    return next((f"{n} is missing or changed" for n, sha in files.items() if not (folder/n).is_file() or sha256_file(folder/n) != sha), None)
+
 def _model_id(model:str|Path) -> str:
     "What names a base model in a cache key: its registry name, its resolved local folder, or its hub id."
     where = str(model) if str(model) in MODELS else model_path(model)
@@ -199,12 +206,13 @@ def finetune(model:str|Path='minilm', # registry name, local folder or hub id of
              device:str|torch.device|None=None) -> Path: # folder of the fine-tuned model and tokenizer
     "Fine-tune `model` on `task` once, caching the classifier; return its folder."
     hyper = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, weight_decay=weight_decay, warmup=warmup, seed=seed)
-    settings = dict(hyper, model=_model_id(model), task=task, max_train=max_train,
-                    data_path=str(Path(data_path).expanduser().resolve()) if data_path else None)
+    ds = load_task(task, path=data_path, seed=seed); names = ds['train'].features['label'].names
+    settings = dict(hyper, model=_model_id(model), task=task, max_train=max_train, data=short_sha(*(data_sha(ds[s], ['text', 'label']) for s in SPLITS)))
     if is_decoder_only(load_config(model)): settings['bos'] = True  # its texts start with BOS (`load_tokenizer`)
     dest = cache_dir()/'finetuned'/finetune_key(settings)
-    if (dest/'finetune.json').exists(): return dest
-    ds = load_task(task, path=data_path, seed=seed); names = ds['train'].features['label'].names
+    if (dest/'finetune.json').exists():
+        if not (damage := _damage(dest)): return dest
+        warnings.warn(f"the cached classifier {dest} is damaged ({damage}): fine-tuning it again"); shutil.rmtree(dest)
     train = ds['train'].shuffle(seed=seed).select(range(min(max_train, ds['train'].num_rows))) if max_train else ds['train']
     torch.manual_seed(seed)
     clf, tok = load_model(model, num_labels=len(names), device=device)
@@ -213,4 +221,8 @@ def finetune(model:str|Path='minilm', # registry name, local folder or hub id of
     record = dict(settings, classes=names, train_examples=train.num_rows, train_seconds=round(time.perf_counter() - t, 1),
                   device=str(clf.device), cpu_threads=torch.get_num_threads(), loss_last_20_steps=float(np.mean(losses[-20:])),
                   **{f'{s}_accuracy': accuracy(clf, tok, ds[s], max_length) for s in ('validation', 'test')})
-    return write_folder(dest, lambda p: (clf.save_pretrained(p), tok.save_pretrained(p), (p/'finetune.json').write_text(json.dumps(record, indent=1))))
+    def write(p):
+        clf.save_pretrained(p); tok.save_pretrained(p)
+        files = {f.name: sha256_file(f) for f in sorted(p.iterdir()) if f.is_file()}  # what `_damage` checks before the cache is reused
+        (p/'finetune.json').write_text(json.dumps(dict(record, files=files), indent=1))
+    return write_folder(dest, write)

@@ -9,13 +9,13 @@ from dataclasses import dataclass, field, asdict
 from pathlib import Path
 import numpy as np, pandas as pd
 from fastcore.basics import patch
-from .core import ClvqError, write_atomic, write_json
+from .core import ClvqError, check_device, write_atomic, write_json
 from .report import write_report
 
 # %% auto #0
-__all__ = ['STAGES', 'default_layer_pair', 'PipelineConfig', 'read_config', 'stage_finetune', 'stage_extract', 'stage_train',
-           'saliency', 'model_intervention', 'measure', 'concept_outputs', 'stage_evaluate', 'stage_quality',
-           'stage_report', 'run_stage', 'run_pipeline']
+__all__ = ['STAGES', 'RESULTS', 'default_layer_pair', 'PipelineConfig', 'read_config', 'stage_finetune', 'stage_extract',
+           'stage_train', 'saliency', 'model_intervention', 'measure', 'concept_outputs', 'stage_evaluate',
+           'stage_quality', 'stage_report', 'run_stage', 'run_pipeline', 'clear_results', 'preflight']
 
 # %% ../nbs/17a_pipeline.ipynb #defc3220
 def default_layer_pair(num_layers:int) -> tuple[int, int]:
@@ -31,6 +31,7 @@ class PipelineConfig:
     task:str='sentiment' # a task of `clvq_nb.data.TASKS`
     data:str|None=None # local file or folder for the task
     layers:list|None=None # [l, h]; None: `default_layer_pair`
+    downward:bool=False # accept layers [l, h] with h <= l (a map down, or onto the same layer)
     splits:list=field(default_factory=lambda: ['train', 'test']) # splits to extract (train and test are needed downstream)
     aggregation:str='last' # subwords to word: first, last or mean
     dtype:str='float16' # store precision
@@ -98,7 +99,8 @@ def _out(cfg:PipelineConfig) -> Path: return Path(cfg.out)
 def _read_json(path:Path, stage:str, cfg:PipelineConfig) -> dict:
     "A stage's output file, or one clear error naming the stage to run first."
     if not path.exists(): raise ClvqError(f"{path} is missing: run `clvq {stage} --out {cfg.out}` first.")
-    return json.loads(path.read_text())
+    try: return json.loads(path.read_text())
+    except ValueError: raise ClvqError(f"{path} is damaged (not valid JSON): run `clvq {stage} --out {cfg.out}` again to rewrite it.") from None
 
 # %% ../nbs/17a_pipeline.ipynb #0147f13b
 def stage_finetune(cfg:PipelineConfig) -> dict:
@@ -213,7 +215,7 @@ def concept_outputs(cfg:PipelineConfig, model, train_store, test, layer_in:int, 
 def stage_evaluate(cfg:PipelineConfig) -> dict:
     "Evaluate the trained run on the test split; write metrics.json, concepts.csv, clouds/ and eval/ (saliency, probe test, intervention, outcomes)."
     from clvq_nb.train import load_run
-    out = _out(cfg); res = load_run(out/'run', device=cfg.device)
+    out = _out(cfg); res = load_run(out/'run', device=cfg.device, store=_store(cfg, 'train'))
     run_cfg = json.loads((out/'run'/'run.json').read_text())['config']; l, h = run_cfg['layer_in'], run_cfg['layer_out']
     train_store, test = _store(cfg, 'train'), _store(cfg, 'test'); salient = saliency(cfg, test, l)
     metrics, fr, iv = measure(cfg, res.model, train_store, test, l, h, salient)
@@ -259,10 +261,13 @@ def stage_report(cfg:PipelineConfig) -> dict:
 STAGES = dict(finetune=stage_finetune, extract=stage_extract, train=stage_train, evaluate=stage_evaluate, quality=stage_quality, report=stage_report)
 
 # %% ../nbs/17a_pipeline.ipynb #d48b87e1
-def run_stage(cfg:PipelineConfig, stage:str) -> dict:
+def run_stage(cfg:PipelineConfig, stage:str,
+              check:bool=True, # `preflight` this stage first (`run_pipeline` checks all of its stages at once)
+             ) -> dict:
     "Run one stage of the pipeline, recording its wall-clock time."
     if stage not in STAGES: raise ClvqError(f"unknown stage {stage!r}: use one of {', '.join(STAGES)}")
-    out = _out(cfg); out.mkdir(parents=True, exist_ok=True); write_json(out/'config.json', asdict(cfg))
+    if check: preflight(cfg, [stage])
+    out = _out(cfg); out.mkdir(parents=True, exist_ok=True); write_json(out/'config.json', asdict(cfg)); clear_results(out, stage)
     print(f"clvq: {stage} …", file=sys.stderr, flush=True)
     t = time.perf_counter(); result = STAGES[stage](cfg); secs = round(time.perf_counter() - t, 2)
     timing = {**(json.loads((out/'timing.json').read_text()) if (out/'timing.json').exists() else {}), stage: secs}
@@ -273,5 +278,33 @@ def run_stage(cfg:PipelineConfig, stage:str) -> dict:
 
 def run_pipeline(cfg:PipelineConfig, stages=tuple(STAGES)) -> dict:
     "Run `stages` in order; return the final metrics."
-    for s in stages: run_stage(cfg, s)
+    preflight(cfg, stages)
+    for s in stages: run_stage(cfg, s, check=False)
     return json.loads((_out(cfg)/'metrics.json').read_text()) if (_out(cfg)/'metrics.json').exists() else {}
+
+# %% ../nbs/17a_pipeline.ipynb #4e7523eb
+RESULTS = dict(evaluate=['metrics.json'], report=['report.html'])  # the files that mark a stage's results complete
+
+def clear_results(out:Path, stage:str):
+    "Remove what marks the results of `stage` and of every later stage complete."
+    for s in list(STAGES)[list(STAGES).index(stage):]:
+        for name in RESULTS.get(s, []): (out/name).unlink(missing_ok=True)
+
+def _check_folds(cfg:PipelineConfig, test):
+    "The test texts (the first `limit`) must hold `folds` texts of each class for the stratified probe folds."
+    names, labels = test.features['label'].names, np.asarray(test['label'][:cfg.limit or None])
+    if (counts := np.bincount(labels, minlength=len(names))).min() < cfg.folds:
+        raise ClvqError(f"the test split has {', '.join(f'{n} {c}' for n, c in zip(names, counts))} texts{f' in its first {cfg.limit} (--limit)' if cfg.limit else ''}: "
+                        f"the {cfg.folds} folds of the faithfulness probes need at least {cfg.folds} of each class; give more data, a larger --limit, or fewer --folds")
+
+def preflight(cfg:PipelineConfig, stages):
+    "Check, before any work, what `stages` need: the device, the layer pair, the task's classes and sizes; one message each."
+    check_device(cfg.device)
+    if cfg.layers and len(cfg.layers) == 2 and cfg.layers[1] <= cfg.layers[0] and not cfg.downward:
+        l, h = cfg.layers
+        raise ClvqError(f"--layers {l} {h} maps layer {l} to layer {h}, not to a higher one: CLVQ-VAE explains a higher layer from a lower one "
+                        f"(the paper's 8 → 12), so give L < H (e.g. --layers {min(l, h)} {max(l, h) + (l == h)}); to map downwards on purpose, add --downward")
+    if {'finetune', 'extract', 'evaluate'} & set(stages):
+        from clvq_nb.data import load_task
+        test = load_task(cfg.task, path=cfg.data, seed=cfg.seed)['test']  # checks the classes and the splits' sizes
+        if 'evaluate' in stages: _check_folds(cfg, test)

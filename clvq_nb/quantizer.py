@@ -131,6 +131,7 @@ class QuantizerOutput:
 # %% ../nbs/05_quantizer.ipynb #4d3ad590
 def check_quantizer_options(num_codes, top_k, temperature, beta, update, decay, dead_threshold):
     "Raise `ClvqError` for a quantizer setting out of range."
+    if not num_codes >= 1: raise ClvqError(f"num_codes={num_codes} must be at least 1: it is the codebook size K (e.g. --codes 400)")
     if not 1 <= top_k <= num_codes: raise ClvqError(f"top_k={top_k} must be between 1 and num_codes={num_codes}")
     if not temperature > 0: raise ClvqError(f"temperature={temperature} must be > 0; use top_k=1 for the nearest code")
     if update not in ('ema', 'grad'): raise ClvqError(f"update={update!r}: use 'ema' or 'grad'")

@@ -14,14 +14,15 @@ import numpy as np, torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
-from .core import ClvqError, all_reduce_sum, default_device, init_distributed, on_rank0, rank_world, write_atomic, write_json
+from .core import ClvqError, all_reduce_sum, default_device, init_distributed, json_sha, on_rank0, rank_world, remove_stale, temp_path, write_atomic, write_json, writing
 from .quantizer import code_usage_stats
-from .clvq import CLVQConfig, CLVQVAE, bottleneck_check, bypass_note, code_ratio, evaluating, ridge_fit, save_checkpoint, load_checkpoint
+from .clvq import CLVQConfig, CLVQVAE, bottleneck_check, bypass_note, code_ratio, evaluating, ridge_fit, save_checkpoint, load_checkpoint, tensors_sha
 
 # %% auto #0
 __all__ = ['OPTIMIZERS', 'SCHEDULES', 'PRESETS', 'gather_padded', 'batch_order', 'TrainConfig', 'preset', 'split_sentences',
-           'SentencePairs', 'evaluate', 'reconstruction_baselines', 'assignment_ari', 'make_optimizer', 'make_schedule',
-           'train_epoch', 'TrainResult', 'state_sha', 'train', 'load_run', 'plot_history']
+           'SentencePairs', 'evaluate', 'reconstruction_baselines', 'assignment_ari', 'run_checkpoint',
+           'make_optimizer', 'make_schedule', 'train_epoch', 'TrainResult', 'state_sha', 'train', 'load_run',
+           'plot_history']
 
 # %% ../nbs/08_train.ipynb #26402c3e
 def gather_padded(vectors:np.ndarray, # flat (num_words, d) word vectors
@@ -233,14 +234,31 @@ def assignment_ari(before:CLVQVAE, after:CLVQVAE, pairs:SentencePairs, batch_siz
     for x, _, m in pairs.batches(batch_size, device=dev): a.append(before.encode(x, m)[m].cpu()); b.append(after.encode(x, m)[m].cpu())
     return float(adjusted_rand_score(torch.cat(a).numpy(), torch.cat(b).numpy()))
 
+# %% ../nbs/08_train.ipynb #9b0a5634
+def run_checkpoint(run:Path, # a run folder (it holds run.json)
+                   path:Path, # a checkpoint in it
+                   device=None) -> tuple[CLVQVAE, dict]:
+    "Load checkpoint `path` of `run`, refusing one that another run wrote (its provenance is not this run's run.json)."
+    model, extra = load_checkpoint(path, device=device)
+    spec = json.loads((run/'run.json').read_text()) if (run/'run.json').exists() else None
+    if spec and 'run' not in extra and json.loads(json.dumps(model.config.to_dict())) == spec['config']['model']: return model, extra  # older: same settings
+    if spec is None or extra.get('run') != json_sha(spec):
+        pair = lambda p: f"{p[0]} → {p[1]}"
+        theirs = f"it maps layers {pair(extra['layers'])}, " if 'layers' in extra else ''
+        mine = f"this run {pair((spec['config']['layer_in'], spec['config']['layer_out']))}" if spec else f"{run} has no run.json"
+        raise ClvqError(f"{path} was not written by the run in {run} ({theirs}{mine}): put back this run's own checkpoint, or delete {run} and train again.")
+    return model, extra
+
 # %% ../nbs/08_train.ipynb #9c727b6e
-def _save_epoch(run:Path, model, opt, sched, state:dict, history:list):
+def _save_epoch(run:Path, model, opt, sched, state:dict, history:list, provenance:dict):
     "Write epoch `state['epoch']`'s checkpoint folder atomically, point latest.json at it, drop older ones."
-    ckpts = run/'checkpoints'; name = f"epoch-{state['epoch']:03d}"
-    tmp = ckpts/f'.{name}.tmp'; shutil.rmtree(tmp, ignore_errors=True); tmp.mkdir(parents=True)
-    save_checkpoint(model, tmp/'model.safetensors', extra=dict(epoch=state['epoch']))
-    torch.save(dict(optimizer=opt.state_dict(), scheduler=sched.state_dict(), state=state, history=history), tmp/'train_state.pt')
-    shutil.rmtree(ckpts/name, ignore_errors=True); os.replace(tmp, ckpts/name)
+    ckpts = run/'checkpoints'; name = f"epoch-{state['epoch']:03d}"; tmp = temp_path(ckpts/name)
+    try:
+        with writing(tmp):
+            remove_stale(ckpts/name); tmp.mkdir(parents=True); save_checkpoint(model, tmp/'model.safetensors', extra=dict(epoch=state['epoch'], **provenance))
+            torch.save(dict(optimizer=opt.state_dict(), scheduler=sched.state_dict(), state=state, history=history), tmp/'train_state.pt')
+            shutil.rmtree(ckpts/name, ignore_errors=True); os.replace(tmp, ckpts/name)
+    finally: shutil.rmtree(tmp, ignore_errors=True)
     write_json(run/'latest.json', dict(checkpoint=name, epoch=state['epoch']))
     for old in ckpts.glob('epoch-*'):
         if old.name != name: shutil.rmtree(old, ignore_errors=True)
@@ -250,9 +268,10 @@ def _resume(run:Path, model, opt, sched) -> tuple[dict, list]:
     "Load the latest checkpoint of `run` into model, optimizer and scheduler; return (state, history)."
     latest = json.loads((run/'latest.json').read_text())
     ck = run/'checkpoints'/latest['checkpoint']
-    saved, _ = load_checkpoint(ck/'model.safetensors', device='cpu')
+    saved, _ = run_checkpoint(run, ck/'model.safetensors', device='cpu')
     model.load_state_dict(saved.state_dict())
-    t = torch.load(ck/'train_state.pt', map_location=next(model.parameters()).device, weights_only=False)
+    try: t = torch.load(ck/'train_state.pt', map_location=next(model.parameters()).device, weights_only=False)
+    except Exception as e: raise ClvqError(f"{ck/'train_state.pt'} is damaged ({(str(e).splitlines() or [''])[0][:120]}): delete {run} and train again.") from None
     opt.load_state_dict(t['optimizer']); sched.load_state_dict(t['scheduler'])
     return t['state'], t['history']
 
@@ -283,6 +302,15 @@ def make_schedule(opt:torch.optim.Optimizer, cfg:TrainConfig, steps_per_epoch:in
     def factor(step): return step / warm if step < warm else 0.5 * (1 + math.cos(math.pi * min(1, (step - warm) / max(1, total - warm))))
     return torch.optim.lr_scheduler.LambdaLR(opt, factor)
 
+# %% ../nbs/08_train.ipynb #349cf0ce
+def _check_finite(loss:torch.Tensor, epoch:int, step:int):
+    "Stop the run at the first non-finite loss, on every process at once."
+    bad = (~torch.isfinite(loss.detach())).float()
+    if rank_world()[1] > 1: bad = all_reduce_sum(bad)
+    if bad.item(): raise ClvqError(f"the training loss is {loss.item()} at epoch {epoch + 1}, step {step}: training stops at the first non-finite loss "
+                                   "(the last finished epoch's checkpoint is kept); lower the learning rate (e.g. --set train.lr=1e-4) or clip the "
+                                   "gradient (--set train.grad_clip=1.0), and check the activations")
+
 # %% ../nbs/08_train.ipynb #1112e0df
 def train_epoch(model:CLVQVAE, # the model, or the model wrapped in `DistributedDataParallel`
                 opt, pairs:SentencePairs, cfg:TrainConfig, epoch:int, device, progress:bool=True,
@@ -294,9 +322,10 @@ def train_epoch(model:CLVQVAE, # the model, or the model wrapped in `Distributed
     tot = dict(loss=0., mse=0., commitment=0.); n = 0; counts = torch.zeros(core.config.num_codes, dtype=torch.long, device=device)
     bar = tqdm(pairs.batches(cfg.batch_size, cfg.seed, epoch, shuffle=True, bucket=cfg.bucket, device=device, shard=(rank, world), lockstep=True),
                total=math.ceil(len(pairs) / cfg.batch_size), desc=f'epoch {epoch + 1}', leave=False, disable=not progress)
-    for x, y, mask in bar:
+    for step, (x, y, mask) in enumerate(bar, 1):
         out, k = model(x, mask, y), int(mask.sum())
         loss = out.loss if world == 1 else out.loss * (world * k / all_reduce_sum(torch.tensor(k, device=device)).item())
+        _check_finite(loss, epoch, step)
         opt.zero_grad(set_to_none=True); loss.backward()
         if cfg.grad_clip: torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
@@ -319,14 +348,16 @@ class TrainResult:
     run_dir:Path # where checkpoints, history.csv and metrics.json live
 
 # %% ../nbs/08_train.ipynb #352ec0ca
-def _start_run(run:Path, cfg:TrainConfig, store) -> None:
-    "Create the run folder, or check that an existing one holds this very run (same settings, same data)."
+def _start_run(run:Path, cfg:TrainConfig, store) -> dict:
+    "Create the run folder, or check that an existing one holds this very run (same settings, same data); return the provenance of its checkpoints."
     spec = dict(config=cfg.to_dict(), store=store.metadata.get('fingerprint'))
     spec = json.loads(json.dumps(spec))
-    if (run/'run.json').exists():
-        if json.loads((run/'run.json').read_text()) != spec:
+    if (run/'run.json').exists() and json.loads((run/'run.json').read_text()) != spec:
+        if (run/'latest.json').exists() or (run/'metrics.json').exists():
             raise ClvqError(f"{run} holds a run with other settings or data; pass another run folder, or delete it to start over.")
-    else: run.mkdir(parents=True, exist_ok=True); write_json(run/'run.json', spec)
+        (run/'init.safetensors').unlink(missing_ok=True)  # a run that stopped before its first epoch: nothing to resume, so it is replaced
+    if not (run/'run.json').exists() or json.loads((run/'run.json').read_text()) != spec: write_json(run/'run.json', spec)
+    return dict(run=json_sha(spec), layers=[cfg.layer_in, cfg.layer_out])
 
 def _epoch_record(epoch:int, tr:dict, va:dict, model:CLVQVAE, opt, seconds:float, words:int) -> dict:
     "One row of the history."
@@ -337,9 +368,7 @@ def _epoch_record(epoch:int, tr:dict, va:dict, model:CLVQVAE, opt, seconds:float
 
 def state_sha(model:torch.nn.Module) -> str:
     "sha256 of a model's parameters and buffers, without its sampler state (which is each process's own)."
-    h = hashlib.sha256()
-    for k, v in model.state_dict().items():
-        if not k.endswith('_extra_state'): h.update(k.encode()); h.update(v.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy())
+    return tensors_sha({k: v for k, v in model.state_dict().items() if not k.endswith('_extra_state')})
     return h.hexdigest()
 
 def _check_in_sync(model:CLVQVAE, epoch:int):
@@ -368,7 +397,7 @@ def train(store, # an `ActivationStore` holding both layers of the pair
     train_ids, val_ids = split_sentences(len(store), cfg.val_fraction, cfg.seed)
     tr, va = (SentencePairs(store, cfg.layer_in, cfg.layer_out, ids) for ids in (train_ids, val_ids))
     if len(tr) < world: raise ClvqError(f"{len(tr)} training sentences cannot be shared by {world} processes: launch fewer processes, or extract more text.")
-    on_rank0(_start_run, run, cfg, store)
+    mine = on_rank0(_start_run, run, cfg, store)
     if (run/'metrics.json').exists(): return load_run(run, device)
     model, steps = CLVQVAE(store.dims[cfg.layer_in], store.dims[cfg.layer_out], cfg.model).to(device), math.ceil(len(tr) / cfg.batch_size)
     opt = make_optimizer(model, cfg); sched = make_schedule(opt, cfg, steps)
@@ -377,7 +406,7 @@ def train(store, # an `ActivationStore` holding both layers of the pair
         if progress: print(f"resuming {run} after epoch {state['epoch'] + 1}")
     else:
         _init_model(model, tr, cfg, device)
-        if rank == 0: save_checkpoint(model, run/'init.safetensors')  # where training starts: `assignment_ari` compares with it
+        if rank == 0: save_checkpoint(model, run/'init.safetensors', extra=mine)  # where training starts: `assignment_ari` compares with it
         state, history = dict(epoch=-1, best=math.inf, bad=0), []
     net = model if world == 1 else DistributedDataParallel(model, forward_sync_buffers=False)  # the EMA all-reduce keeps the codebook equal
     for epoch in range(state['epoch'] + 1, cfg.epochs(steps)):
@@ -392,8 +421,8 @@ def train(store, # an `ActivationStore` holding both layers of the pair
         else: state['bad'] += 1
         state['epoch'] = epoch
         if rank == 0:  # one writer; every process holds the same model
-            if better: save_checkpoint(model, run/'best.safetensors', extra=dict(epoch=epoch + 1))
-            _save_epoch(run, model, opt, sched, state, history)
+            if better: save_checkpoint(model, run/'best.safetensors', extra=dict(epoch=epoch + 1, **mine))
+            _save_epoch(run, model, opt, sched, state, history, mine)
             write_atomic(run/'history.csv', pd.DataFrame(history).to_csv(index=False))
         if progress: print(_summary(rec))
         if on_epoch_end: on_epoch_end(rec)
@@ -402,13 +431,13 @@ def train(store, # an `ActivationStore` holding both layers of the pair
 # %% ../nbs/08_train.ipynb #03c5512f
 def _write_metrics(run:Path, tr:SentencePairs, va:SentencePairs, cfg:TrainConfig, device):
     "Measure the best model on validation, with the bottleneck check and the baselines; write metrics.json."
-    model, extra = load_checkpoint(run/'best.safetensors', device=device)
+    model, extra = run_checkpoint(run, run/'best.safetensors', device=device)
     history, bs = pd.read_csv(run/'history.csv'), cfg.batch_size
     bn = bottleneck_check(model, va.batches(bs, device=device), seed=cfg.seed)
     metrics = dict(best_epoch=extra['epoch'], epochs=len(history), train_seconds=float(history.seconds.sum()),
                    validation=evaluate(model, va.batches(bs, device=device)), bottleneck=bn, code_ratio=code_ratio(bn),
                    baselines=reconstruction_baselines(model, tr, va, bs, device))
-    if (run/'init.safetensors').exists(): metrics['ari_init_final'] = assignment_ari(load_checkpoint(run/'init.safetensors', device)[0], model, va, bs, device)
+    if (run/'init.safetensors').exists(): metrics['ari_init_final'] = assignment_ari(run_checkpoint(run, run/'init.safetensors', device)[0], model, va, bs, device)
     if note := bypass_note(bn): metrics['bypass'] = note
     if (world := rank_world()[1]) > 1: metrics['processes'] = world
     write_json(run/'metrics.json', metrics)
@@ -418,11 +447,16 @@ def _finish(run:Path, tr:SentencePairs, va:SentencePairs, cfg:TrainConfig, devic
     on_rank0(_write_metrics, run, tr, va, cfg, device)
     return load_run(run, device)
 
-def load_run(run_dir:str|Path, device:str|torch.device|None=None) -> TrainResult:
+def load_run(run_dir:str|Path, device:str|torch.device|None=None,
+             store=None, # the store it must have been trained on (its fingerprint is in run.json); None: not checked
+            ) -> TrainResult:
     "Load a finished training run: the best model, its history and metrics."
     run = Path(run_dir)
     if not (run/'metrics.json').exists(): raise ClvqError(f"{run} holds no finished run (no metrics.json); train into it first.")
-    model, _ = load_checkpoint(run/'best.safetensors', device=device or default_device())
+    if store is not None and json.loads((run/'run.json').read_text())['store'] != json.loads(json.dumps(store.metadata.get('fingerprint'))):
+        raise ClvqError(f"{run} was trained on other activations than those now in {store.path} (extracted again since, with other settings or data): "
+                        f"delete {run} and train again.")
+    model, _ = run_checkpoint(run, run/'best.safetensors', device=device or default_device())
     return TrainResult(model, pd.read_csv(run/'history.csv'), json.loads((run/'metrics.json').read_text()), run)
 
 # %% ../nbs/08_train.ipynb #fb5d0e63

@@ -104,7 +104,7 @@ def test_config_file_and_flags(tmp_path):
     (['run', '--config', '/nonexistent/c.toml'], '/nonexistent/c.toml does not exist'),
     (['run', '--set', 'train.lr=fast'], "train.lr = 'fast'"),
     (['run', '--set', 'clvq.num_code=8'], 'num_code'),
-    (['evaluate'], 'holds no finished run'),
+    (['evaluate'], 'run `clvq extract --out'),
     (['quality'], 'holds no finished run'),
     (['extract', '--model', 'no-such-model-xyz'], 'no-such-model-xyz'),
     (['extract', '--task', 'sentimnt'], "unknown task 'sentimnt'"),
