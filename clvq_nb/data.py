@@ -14,18 +14,22 @@ from .core import ClvqError, short_sha
 from .assets import fetch
 
 # %% auto #0
-__all__ = ['SPLITS', 'POLARITY', 'TOXICITY', 'AG_NEWS', 'TASKS', 'read_table', 'select_columns', 'drop_empty', 'encode_labels',
-           'stratified_split', 'stratified_sample', 'make_splits', 'to_datasetdict', 'split_files', 'read_splits',
-           'from_hub', 'read_pang_lee', 'read_topic_folder', 'read_release', 'eraser_from_hub', 'jigsaw_columns',
-           'read_ag_news_csv', 'hub_classlabel_frames', 'Task', 'get_task', 'load_task', 'check_splits', 'data_sha']
+__all__ = ['TABLE_SUFFIXES', 'TABLE_FORMATS', 'SPLITS', 'POLARITY', 'TOXICITY', 'AG_NEWS', 'TASKS', 'read_table',
+           'select_columns', 'drop_empty', 'encode_labels', 'stratified_split', 'stratified_sample', 'make_splits',
+           'to_datasetdict', 'split_files', 'read_splits', 'from_hub', 'read_pang_lee', 'read_topic_folder',
+           'read_release', 'eraser_from_hub', 'jigsaw_columns', 'read_ag_news_csv', 'hub_classlabel_frames', 'Task',
+           'get_task', 'load_task', 'check_splits', 'data_sha']
 
 # %% ../nbs/01_data.ipynb #9e358d33
+TABLE_SUFFIXES = ('.csv', '.json', '.jsonl', '.parquet'); TABLE_FORMATS = '.csv, .json, .jsonl or .parquet'
+
 def read_table(path:Path, columns:list|None=None) -> pd.DataFrame:
-    "Read a CSV, JSON (a list of records) or JSON-lines file; `columns` names the fields of a header-less CSV."
+    "Read a CSV, JSON (a list of records), JSON-lines or Parquet file; `columns` names the fields of a header-less CSV."
     path = Path(path).expanduser()
-    if not path.is_file(): raise ClvqError(f"no such file: {path}; pass path= to an existing .csv, .json or .jsonl file")
+    if not path.is_file(): raise ClvqError(f"no such file: {path}; pass path= to an existing {TABLE_FORMATS} file")
     suffix = path.suffix.lower()
-    if suffix not in ('.csv', '.json', '.jsonl'): raise ClvqError(f"cannot read {path.name}: use a .csv, .json or .jsonl file")
+    if suffix not in TABLE_SUFFIXES: raise ClvqError(f"cannot read {path.name}: use a {TABLE_FORMATS} file")
+    if suffix == '.parquet': return pd.read_parquet(path)
     try: text = path.read_text(encoding='utf-8-sig')
     except UnicodeDecodeError: raise ClvqError(f"{path.name} is not UTF-8 text; save it as UTF-8 and try again") from None
     if suffix == '.csv':
@@ -110,8 +114,8 @@ def split_files(path:Path) -> dict:
     path = Path(path).expanduser()
     if path.is_file(): return {'train': path}
     if not path.is_dir(): raise ClvqError(f"no such file or folder: {path}; pass path= to your copy of the data")
-    found = {f.stem: f for f in sorted(path.iterdir()) if f.stem in SPLITS + ('dev',) and f.suffix.lower() in ('.csv', '.json', '.jsonl')}
-    if not found: raise ClvqError(f"{path} holds no train / dev / validation / test .csv, .json or .jsonl file; pass the data file itself")
+    found = {f.stem: f for f in sorted(path.iterdir()) if f.stem in SPLITS + ('dev',) and f.suffix.lower() in TABLE_SUFFIXES}
+    if not found: raise ClvqError(f"{path} holds no train / dev / validation / test {TABLE_FORMATS} file; pass the data file itself")
     return found
 
 def read_splits(path:Path, read:Callable) -> dict:
@@ -197,9 +201,10 @@ def _jigsaw(path=None):
 
 def _ag_news(path=None): return (read_splits(path, read_ag_news_csv), AG_NEWS) if path else hub_classlabel_frames(from_hub('fancyzhx/ag_news'))
 
-def _file(path=None, text_col:str='text', label_col:str='label'):
-    if not path: raise ClvqError("task 'file' reads your own data: pass path= to a .csv, .json or .jsonl file (or a folder of split files)")
-    return read_splits(path, lambda f: select_columns(read_table(f), text_col, label_col, Path(f).name)), None
+def _file(path=None, text_col:str='text', label_col:str='label', label_names:dict|None=None):
+    if not path: raise ClvqError(f"task 'file' reads your own data: pass path= to a {TABLE_FORMATS} file (or a folder of split files)")
+    names = {str(k).strip(): str(v) for k, v in label_names.items()} if label_names else None  # raw label → class name, in class order
+    return read_splits(path, lambda f: select_columns(read_table(f), text_col, label_col, Path(f).name)), names
 
 # %% ../nbs/01_data.ipynb #1ad6c1d0
 @dataclass(frozen=True)
@@ -217,7 +222,7 @@ TASKS = {t.name: t for t in [
     Task('eraser-movie', 'ERASER movie-review rationale sentences, negative / positive (paper)', 'hub: eraser-benchmark/movie_rationales', _eraser),
     Task('jigsaw', 'Jigsaw Wikipedia comments, non-toxic / toxic (paper)', 'hub: tcapelle/jigsaw-toxic-comment-classification-challenge', _jigsaw),
     Task('ag-news', 'AG News: World / Sports / Business / Sci/Tech (paper)', 'hub: fancyzhx/ag_news', _ag_news),
-    Task('file', 'your own CSV / JSON / JSONL with text and label columns', 'path= only', _file),
+    Task('file', 'your own CSV / JSON / JSONL / Parquet with text and label columns (text_col=, label_col=, label_names=)', 'path= only', _file),
 ]}
 
 # %% ../nbs/01_data.ipynb #0fc82a3b

@@ -203,11 +203,13 @@ def finetune(model:str|Path='minilm', # registry name, local folder or hub id of
              epochs:float=1, lr:float=1e-4, batch_size:int=32, max_length:int=64, weight_decay:float=0.01, warmup:float=0.1,
              max_train:int|None=None, # train on at most this many examples (a seeded subset); None: all
              data_path:str|Path|None=None, # `path=` for `load_task` (your own copy of the data)
+             data_options:dict|None=None, # options of the task's reader, e.g. text_col=, label_col=, label_names= for 'file'
              device:str|torch.device|None=None) -> Path: # folder of the fine-tuned model and tokenizer
     "Fine-tune `model` on `task` once, caching the classifier; return its folder."
     hyper = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, weight_decay=weight_decay, warmup=warmup, seed=seed)
-    ds = load_task(task, path=data_path, seed=seed); names = ds['train'].features['label'].names
-    settings = dict(hyper, model=_model_id(model), task=task, max_train=max_train, data=short_sha(*(data_sha(ds[s], ['text', 'label']) for s in SPLITS)))
+    ds = load_task(task, path=data_path, seed=seed, **(data_options or {})); names = ds['train'].features['label'].names
+    settings = dict(hyper, model=_model_id(model), task=task, max_train=max_train, data=short_sha(*(data_sha(ds[s], ['text', 'label']) for s in SPLITS)),
+                    **({'data_options': data_options} if data_options else {}))  # the label names among them
     if is_decoder_only(load_config(model)): settings['bos'] = True  # its texts start with BOS (`load_tokenizer`)
     dest = cache_dir()/'finetuned'/finetune_key(settings)
     if (dest/'finetune.json').exists():

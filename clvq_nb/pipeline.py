@@ -13,9 +13,10 @@ from .core import ClvqError, check_device, write_atomic, write_json
 from .report import write_report
 
 # %% auto #0
-__all__ = ['STAGES', 'RESULTS', 'default_layer_pair', 'PipelineConfig', 'read_config', 'stage_finetune', 'stage_extract',
-           'stage_train', 'saliency', 'model_intervention', 'measure', 'concept_outputs', 'stage_evaluate',
-           'stage_quality', 'stage_report', 'run_stage', 'run_pipeline', 'clear_results', 'preflight']
+__all__ = ['STAGES', 'RESULTS', 'default_layer_pair', 'PipelineConfig', 'data_options', 'read_config', 'stage_finetune',
+           'stage_extract', 'stage_train', 'saliency', 'model_intervention', 'measure', 'concept_outputs',
+           'share_model', 'stage_evaluate', 'stage_quality', 'stage_report', 'run_stage', 'run_pipeline',
+           'clear_results', 'preflight']
 
 # %% ../nbs/17a_pipeline.ipynb #defc3220
 def default_layer_pair(num_layers:int) -> tuple[int, int]:
@@ -30,6 +31,9 @@ class PipelineConfig:
     model:str='minilm' # embedded name (minilm, smollm2, mpnet), local folder or hub id
     task:str='sentiment' # a task of `clvq_nb.data.TASKS`
     data:str|None=None # local file or folder for the task
+    text_col:str='text' # column of the texts in your file (task 'file')
+    label_col:str='label' # column of the labels in your file (task 'file')
+    label_names:dict|None=None # raw label → class name, in class order (task 'file'), e.g. {0: 'negative', 1: 'positive'}
     layers:list|None=None # [l, h]; None: `default_layer_pair`
     downward:bool=False # accept layers [l, h] with h <= l (a map down, or onto the same layer)
     splits:list=field(default_factory=lambda: ['train', 'test']) # splits to extract (train and test are needed downstream)
@@ -55,6 +59,13 @@ def train_config(self:PipelineConfig, layer_in:int, layer_out:int):
     from clvq_nb.train import preset
     return preset(self.preset, layer_in, layer_out, model=dict(self.clvq), **{'seed': self.seed, **self.train})
 
+def data_options(cfg:PipelineConfig) -> dict:
+    "The options of `load_task` for your own file (`text_col`, `label_col`, `label_names`); none for a packaged task."
+    given = {k: v for k, v in dict(text_col=cfg.text_col, label_col=cfg.label_col, label_names=cfg.label_names).items()
+             if v != PipelineConfig.__dataclass_fields__[k].default}
+    if given and cfg.task != 'file': raise ClvqError(f"{', '.join(given)} name(s) the columns and labels of your own file: use them with --task file --data FILE")
+    return given
+
 def _classifier_options(cfg:PipelineConfig) -> dict:
     "`cfg.classifier`, checked against `finetune`'s options."
     allowed = ('epochs', 'lr', 'batch_size', 'max_length', 'weight_decay', 'warmup', 'max_train')
@@ -77,7 +88,8 @@ def from_dict(cls:PipelineConfig, d:dict, source:str='the configuration') -> Pip
         raise ClvqError(f"unknown setting(s) {unknown} in {source}; known settings: {', '.join(known)}.")
     for k in ('train', 'clvq', 'classifier'):
         if not isinstance(d.get(k, {}), dict): raise ClvqError(f"`{k}` in {source} must be a table of settings, not {d[k]!r}.")
-    cfg = cls(**d); _check_numbers(cfg.train_config(0, 1), source); _classifier_options(cfg)
+    if not isinstance(d.get('label_names') or {}, dict): raise ClvqError(f"`label_names` in {source} must be a table of raw label → name, not {d['label_names']!r}.")
+    cfg = cls(**d); _check_numbers(cfg.train_config(0, 1), source); _classifier_options(cfg); data_options(cfg)
     return cfg
 
 # %% ../nbs/17a_pipeline.ipynb #e1e920cd
@@ -107,10 +119,10 @@ def stage_finetune(cfg:PipelineConfig) -> dict:
     "Fine-tune (cached) the classifier of `cfg.task`; write finetune.json."
     from clvq_nb.data import load_task
     from clvq_nb.models import finetune
-    load_task(cfg.task, path=cfg.data, seed=cfg.seed)  # a bad task or data path fails here, before any model is loaded
+    load_task(cfg.task, path=cfg.data, seed=cfg.seed, **data_options(cfg))  # a bad task or data path fails here, before any model is loaded
     rec = dict(model=cfg.model, finetuned=None)
     if cfg.finetune:
-        path = finetune(cfg.model, cfg.task, seed=cfg.seed, data_path=cfg.data, device=cfg.device, **_classifier_options(cfg))
+        path = finetune(cfg.model, cfg.task, seed=cfg.seed, data_path=cfg.data, data_options=data_options(cfg), device=cfg.device, **_classifier_options(cfg))
         rec.update(finetuned=str(path), **{k: v for k, v in json.loads((path/'finetune.json').read_text()).items() if k.endswith('accuracy')})
     write_json(_out(cfg)/'finetune.json', rec)
     return rec
@@ -123,7 +135,7 @@ def stage_extract(cfg:PipelineConfig) -> dict:
     from clvq_nb.extract import extract
     t0, out = time.perf_counter(), _out(cfg)
     ft = stage_finetune(cfg)  # a cache hit after `clvq finetune`
-    task = load_task(cfg.task, path=cfg.data, seed=cfg.seed)
+    task = load_task(cfg.task, path=cfg.data, seed=cfg.seed, **data_options(cfg))
     source = ft['finetuned'] or cfg.model
     model, tok = load_model(source, num_labels=len(task['train'].features['label'].names) if ft['finetuned'] else None, device=cfg.device)
     layers = list(cfg.layers or default_layer_pair(model.config.num_hidden_layers))
@@ -198,11 +210,12 @@ def measure(cfg:PipelineConfig, model, train_store, test, layer_in:int, layer_ou
     return metrics, fr, iv
 
 # %% ../nbs/17a_pipeline.ipynb #6ca0b640
-def concept_outputs(cfg:PipelineConfig, model, train_store, test, layer_in:int, salient:np.ndarray) -> dict:
-    "Write concepts.csv, a word cloud per frequent code and the outcome grid; return what was written."
+def concept_outputs(cfg:PipelineConfig, model, train_store, test, layer_in:int, layer_out:int, salient:np.ndarray) -> dict:
+    "Write concepts.csv, the Parquet tables of concepts/, a word cloud per frequent code and the outcome grid; return what was written."
     from clvq_nb.baselines import VQConcepts
     from clvq_nb.concepts import concept_dictionary, outcome_examples, outcome_grid_html
     out = _out(cfg); cd = concept_dictionary(VQConcepts(model, layer_in), train_store, layer_in); cd.to_csv(out/'concepts.csv')
+    cd.export(out/'concepts', layer_h=layer_out)
     top = np.argsort(-np.bincount(cd.codes, minlength=cd.num_codes), kind='stable')[:cfg.clouds]
     shutil.rmtree(out/'clouds', ignore_errors=True); (out/'clouds').mkdir()
     for c in top: cd.cloud(int(c)).save(out/'clouds'/f'code-{int(c):04d}.png')
@@ -211,7 +224,22 @@ def concept_outputs(cfg:PipelineConfig, model, train_store, test, layer_in:int, 
     write_atomic(out/'eval'/'outcome_grid.html', outcome_grid_html(examples, cd))
     return dict(concepts=len(cd.table()), clouds=len(top), outcome_examples=len(examples))
 
-# %% ../nbs/17a_pipeline.ipynb #41f5a2bf
+# %% ../nbs/17a_pipeline.ipynb #2a98ebbe
+def share_model(cfg:PipelineConfig, model, metrics:dict) -> Path:
+    "Write OUT/model (`save_pretrained`: weights, config.json, a model card with the run's metrics), replacing it whole."
+    from clvq_nb.faithfulness import MATCHED
+    r, f, iv, cb = metrics['reconstruction'], metrics['faithfulness'], metrics['intervention'], metrics['codebook']
+    card = {'test FVU': r['fvu'], 'ridge map FVU': r['ridge_fvu'], 'code lookup FVU': r['lookup_fvu'], 'code ratio': metrics['code_ratio'],
+            'codes used': cb['used_fraction'], 'probe accuracy: original': f['original']['mean'], '… concept removed': f['perturbed']['mean'],
+            "… another sentence's concept removed": f['matched_code']['mean'], 'model accuracy: original': iv['original']['accuracy'],
+            '… concept removed inside the model': iv['perturbed']['accuracy'], "… another sentence's concept removed inside it": iv[MATCHED]['accuracy']}
+    out, tmp = _out(cfg)/'model', _out(cfg)/'.model.partial'
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp, model_card_kwargs=dict(source_model=cfg.model, task=cfg.task, layers=tuple(metrics['layers']), metrics=card))
+    shutil.rmtree(out, ignore_errors=True); tmp.rename(out)
+    return out
+
+# %% ../nbs/17a_pipeline.ipynb #0efc9575
 def stage_evaluate(cfg:PipelineConfig) -> dict:
     "Evaluate the trained run on the test split; write metrics.json, concepts.csv, clouds/ and eval/ (saliency, probe test, intervention, outcomes)."
     from clvq_nb.train import load_run
@@ -221,11 +249,12 @@ def stage_evaluate(cfg:PipelineConfig) -> dict:
     metrics, fr, iv = measure(cfg, res.model, train_store, test, l, h, salient)
     write_atomic(out/'eval'/'faithfulness.csv', fr.summary.to_csv()); write_atomic(out/'eval'/'faithfulness_by_group.csv', fr.groups.to_csv())
     write_atomic(out/'eval'/'intervention.csv', iv.summary.to_csv()); write_atomic(out/'eval'/'intervention_by_group.csv', iv.groups.to_csv())
-    written = concept_outputs(cfg, res.model, train_store, test, l, salient)
+    written = concept_outputs(cfg, res.model, train_store, test, l, h, salient)
     metrics.update(layers=[l, h], validation=res.metrics['validation'], validation_baselines=res.metrics.get('baselines'), best_epoch=res.metrics['best_epoch'],
                    classifier={k: v for k, v in _read_json(out/'finetune.json', 'finetune', cfg).items() if k.endswith('accuracy')},
                    outputs=written, config=dict(pipeline=asdict(cfg), train=run_cfg),
                    timing=json.loads((out/'timing.json').read_text()) if (out/'timing.json').exists() else {})
+    share_model(cfg, res.model, metrics)
     write_json(out/'metrics.json', metrics)
     return metrics
 
@@ -282,7 +311,7 @@ def run_pipeline(cfg:PipelineConfig, stages=tuple(STAGES)) -> dict:
     for s in stages: run_stage(cfg, s, check=False)
     return json.loads((_out(cfg)/'metrics.json').read_text()) if (_out(cfg)/'metrics.json').exists() else {}
 
-# %% ../nbs/17a_pipeline.ipynb #4e7523eb
+# %% ../nbs/17a_pipeline.ipynb #b3a6d3ae
 RESULTS = dict(evaluate=['metrics.json'], report=['report.html'])  # the files that mark a stage's results complete
 
 def clear_results(out:Path, stage:str):
@@ -291,10 +320,11 @@ def clear_results(out:Path, stage:str):
         for name in RESULTS.get(s, []): (out/name).unlink(missing_ok=True)
 
 def _check_folds(cfg:PipelineConfig, test):
-    "The test texts (the first `limit`) must hold `folds` texts of each class for the stratified probe folds."
-    names, labels = test.features['label'].names, np.asarray(test['label'][:cfg.limit or None])
+    "The test texts (the `limit` sample of them) must hold `folds` texts of each class for the stratified probe folds."
+    from clvq_nb.data import stratified_sample
+    names, labels = test.features['label'].names, np.asarray(stratified_sample(test, cfg.limit, cfg.seed)['label'])
     if (counts := np.bincount(labels, minlength=len(names))).min() < cfg.folds:
-        raise ClvqError(f"the test split has {', '.join(f'{n} {c}' for n, c in zip(names, counts))} texts{f' in its first {cfg.limit} (--limit)' if cfg.limit else ''}: "
+        raise ClvqError(f"the test split has {', '.join(f'{n} {c}' for n, c in zip(names, counts))} texts{f' in its --limit {cfg.limit} sample' if cfg.limit else ''}: "
                         f"the {cfg.folds} folds of the faithfulness probes need at least {cfg.folds} of each class; give more data, a larger --limit, or fewer --folds")
 
 def preflight(cfg:PipelineConfig, stages):
@@ -306,5 +336,5 @@ def preflight(cfg:PipelineConfig, stages):
                         f"(the paper's 8 → 12), so give L < H (e.g. --layers {min(l, h)} {max(l, h) + (l == h)}); to map downwards on purpose, add --downward")
     if {'finetune', 'extract', 'evaluate'} & set(stages):
         from clvq_nb.data import load_task
-        test = load_task(cfg.task, path=cfg.data, seed=cfg.seed)['test']  # checks the classes and the splits' sizes
+        test = load_task(cfg.task, path=cfg.data, seed=cfg.seed, **data_options(cfg))['test']  # checks the classes and the splits' sizes
         if 'evaluate' in stages: _check_folds(cfg, test)

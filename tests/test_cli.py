@@ -143,3 +143,14 @@ def test_corpus_markup_is_escaped(tmp_path):
     view = ''.join(show_attributions(*wa.sentence(i)) for i in range(8))
     for raw in hostile: assert raw not in view, raw
     assert '&lt;script&gt;alert(1)&lt;/script&gt;' in view and '&quot;quoted&quot;' in view
+
+def test_your_own_file_with_its_own_columns(tmp_path):
+    "A CSV whose columns are not `text` / `label`, with named labels: the flags name them; a wrong name lists the columns."
+    f = tmp_path/'reviews.csv'
+    f.write_text('stars,review\n' + ''.join(f"{5 if i % 2 else 1},a {'good' if i % 2 else 'bad'} film number {i}\n" for i in range(200)))
+    own = ['--task', 'file', '--data', f, '--label-col', 'stars', '--no-finetune', '--limit', '40', '--layers', '2', '4']
+    clvq('extract', '--out', tmp_path/'o', '--text-col', 'review', '--set', 'label_names.1=negative', '--set', 'label_names.5=positive', *own)
+    meta = json.loads((tmp_path/'o'/'stores'/'test'/'metadata.json').read_text())
+    assert meta['label_names'] == ['negative', 'positive'] and meta['num_sentences'] == 20
+    r = clvq('extract', '--out', tmp_path/'o2', '--text-col', 'body', *own, check=False)
+    assert r.returncode == 2 and "no column 'body'" in r.stderr and 'columns found: stars, review' in r.stderr, r.stderr
