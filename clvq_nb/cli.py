@@ -29,7 +29,8 @@ def _field_flag(p:argparse.ArgumentParser, f:dataclasses.Field, doc:str):
 HELP = dict(finetune='fine-tune the classifier (cached)', extract='extract paired activations of the layer pair',
             train='train (or resume) the CLVQ-VAE', evaluate='faithfulness, reconstruction, codebook, concepts and word clouds',
             quality='concept quality: alignment with word labels, the token-identity control, names',
-            report='write the self-contained report.html', run='all stages: finetune, extract, train, evaluate, quality, report')
+            judge='an LLM judge rates the concepts (only with --set judge.model=...)',
+            report='write the self-contained report.html', run='all stages: finetune, extract, train, evaluate, quality, judge, report')
 
 def parser() -> argparse.ArgumentParser:
     "The `clvq` argument parser: one subcommand per stage and `run`, each with a flag per setting."

@@ -83,6 +83,7 @@ def _sections(out:Path, m:dict, concepts:pd.DataFrame) -> list:
     "The report's sections: title, a sentence, the body."
     from clvq_nb.train import plot_history
     from clvq_nb.faithfulness import FaithfulnessResult, plot_faithfulness
+    from clvq_nb.judge import judge_section
     summary, groups = pd.read_csv(out/'eval'/'faithfulness.csv', index_col=0), pd.read_csv(out/'eval'/'faithfulness_by_group.csv', index_col=[0, 1])
     fr, l = FaithfulnessResult(summary, groups, None, 'CLVQ-VAE'), m['layers'][0]
     codes = np.repeat(concepts.code.to_numpy(), concepts['count'].to_numpy())
@@ -101,7 +102,7 @@ def _sections(out:Path, m:dict, concepts:pd.DataFrame) -> list:
               if (out/'eval'/'intervention.csv').exists() else []),
             dict(title='Bottleneck check', intro='Test MSE with the real codes, with codes shuffled, and with the memory path zeroed: '
                  'how much the reconstruction depends on the codes (notebook 07).', body=_table(pd.Series(m['bottleneck']).round(5).to_frame('MSE'))),
-            *_quality_sections(out),
+            *_quality_sections(out), *[j for j in [judge_section(out)] if j],
             dict(title='Why right, why wrong', intro='For true/false positives and negatives: the word cloud of the code of the most salient word.',
                  body=Markup((out/'eval'/'outcome_grid.html').read_text())),
             dict(title='Timing', intro='Seconds per stage.', body=_table(pd.Series(m.get('timing', {}), dtype=float).round(1).to_frame('seconds')))]

@@ -110,5 +110,5 @@ def test_packaged_model_end_to_end(name, tmp_path, record_property):
     r = subprocess.run(['clvq', 'run', '--model', name, '--out', str(tmp_path), *SMALL], capture_output=True, text=True, env=env, timeout=3600)
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads((tmp_path/'metrics.json').read_text())
-    assert set(m['timing']) == {'finetune', 'extract', 'train', 'evaluate', 'quality', 'report'} and np.isfinite(m['faithfulness']['perturbed']['mean'])
+    assert set(m['timing']) == {'finetune', 'extract', 'train', 'evaluate', 'quality', 'judge', 'report'} and np.isfinite(m['faithfulness']['perturbed']['mean'])
     record_property('stage seconds', m['timing'])

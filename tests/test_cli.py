@@ -72,7 +72,7 @@ def test_run_writes_everything(ran):
                 'bottleneck.real', 'bottleneck.shuffled', 'bottleneck.no_memory'):
         section, name = key.split('.'); assert math.isfinite(m[section][name]), key
     for cond in ('original', 'perturbed', 'random'): assert set(m['faithfulness'][cond]) == {'mean', 'std'}
-    assert set(m['timing']) == {'finetune', 'extract', 'train', 'evaluate', 'quality', 'report'}
+    assert set(m['timing']) == {'finetune', 'extract', 'train', 'evaluate', 'quality', 'judge', 'report'}
     assert m['config']['pipeline']['limit'] == 80 and m['config']['train']['model']['num_codes'] == 16
     assert (out/'history.csv').exists() and (out/'run'/'best.safetensors').exists() and len(list((out/'clouds').glob('*.png'))) == 3
     concepts = (out/'concepts.csv').read_text(); assert concepts.count('\n') > 3
