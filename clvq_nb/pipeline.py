@@ -13,10 +13,10 @@ from .core import ClvqError, check_device, write_atomic, write_json
 from .report import write_report
 
 # %% auto #0
-__all__ = ['STAGES', 'RESULTS', 'default_layer_pair', 'PipelineConfig', 'data_options', 'read_config', 'stage_finetune',
-           'stage_extract', 'stage_train', 'saliency', 'model_intervention', 'measure', 'concept_outputs',
-           'share_model', 'stage_evaluate', 'stage_quality', 'stage_judge', 'stage_report', 'run_stage', 'run_pipeline',
-           'clear_results', 'preflight']
+__all__ = ['STAGES', 'RESULTS', 'default_layer_pair', 'PipelineConfig', 'data_options', 'read_config', 'ready_classifier',
+           'stage_finetune', 'stage_extract', 'stage_train', 'saliency', 'model_intervention', 'measure',
+           'concept_outputs', 'share_model', 'stage_evaluate', 'stage_quality', 'stage_judge', 'stage_report',
+           'run_stage', 'run_pipeline', 'clear_results', 'preflight']
 
 # %% ../nbs/17a_pipeline.ipynb #defc3220
 def default_layer_pair(num_layers:int) -> tuple[int, int]:
@@ -41,7 +41,7 @@ class PipelineConfig:
     dtype:str='float16' # store precision
     limit:int|None=None # about N texts of each split, each class in proportion (seeded; a quick look)
     finetune:bool=True # fine-tune a classifier first (False: the base model, no predictions)
-    classifier:dict=field(default_factory=dict) # `finetune` options, e.g. {epochs: 2, max_train: 1000}
+    classifier:dict|str=field(default_factory=dict) # `finetune` options, e.g. {epochs: 2, max_train: 1000}; or a ready classifier's folder or hub id, used as it is
     seed:int=42 # seeds the split, fine-tuning, training and the folds
     device:str|None=None # cpu, cuda, cuda:1 …; None: a GPU when there is one
     preset:str='demo' # training preset: demo (the recipe that learns the map), paper (the release's settings) or paper-small
@@ -68,7 +68,8 @@ def data_options(cfg:PipelineConfig) -> dict:
     return given
 
 def _classifier_options(cfg:PipelineConfig) -> dict:
-    "`cfg.classifier`, checked against `finetune`'s options."
+    "`cfg.classifier`, checked against `finetune`'s options (none for a ready classifier)."
+    if isinstance(cfg.classifier, str): return {}
     allowed = ('epochs', 'lr', 'batch_size', 'max_length', 'weight_decay', 'warmup', 'max_train')
     if bad := sorted(set(cfg.classifier) - set(allowed)): raise ClvqError(f"unknown classifier setting(s) {bad}; known: {', '.join(allowed)}.")
     return cfg.classifier
@@ -88,7 +89,7 @@ def from_dict(cls:PipelineConfig, d:dict, source:str='the configuration') -> Pip
     if unknown := sorted(set(d) - set(known)):
         raise ClvqError(f"unknown setting(s) {unknown} in {source}; known settings: {', '.join(known)}.")
     for k in ('train', 'clvq', 'classifier', 'judge'):
-        if not isinstance(d.get(k, {}), dict): raise ClvqError(f"`{k}` in {source} must be a table of settings, not {d[k]!r}.")
+        if not isinstance(d.get(k, {}), dict) and not (k == 'classifier' and isinstance(d[k], str)): raise ClvqError(f"`{k}` in {source} must be a table of settings, not {d[k]!r}.")
     if not isinstance(d.get('label_names') or {}, dict): raise ClvqError(f"`label_names` in {source} must be a table of raw label → name, not {d['label_names']!r}.")
     cfg = cls(**d); _check_numbers(cfg.train_config(0, 1), source); _classifier_options(cfg); data_options(cfg)
     return cfg
@@ -116,13 +117,25 @@ def _read_json(path:Path, stage:str, cfg:PipelineConfig) -> dict:
     except ValueError: raise ClvqError(f"{path} is damaged (not valid JSON): run `clvq {stage} --out {cfg.out}` again to rewrite it.") from None
 
 # %% ../nbs/17a_pipeline.ipynb #0147f13b
+def ready_classifier(cfg:PipelineConfig, task) -> dict:
+    "A classifier used as it is (`classifier` names it): its classes checked against the task's before it is loaded, its accuracy measured."
+    from clvq_nb.models import accuracy, load_config, load_model
+    names, conf = task['train'].features['label'].names, load_config(cfg.classifier)
+    theirs = [str(conf.id2label[i]) for i in range(conf.num_labels)] if getattr(conf, 'id2label', None) else []
+    if len(theirs) != len(names) or theirs != [f'LABEL_{i}' for i in range(len(theirs))] and [t.lower() for t in theirs] != [n.lower() for n in names]:
+        raise ClvqError(f"the classifier {cfg.classifier} predicts {theirs or 'no classes'} and the task's classes are {names}: use a classifier of this task, "
+                        "or name the task's labels in the classifier's order (label_names)")
+    clf, tok = load_model(cfg.classifier, num_labels=conf.num_labels, device=cfg.device)
+    return dict(finetuned=str(cfg.classifier), ready=True, **{f'{s}_accuracy': accuracy(clf, tok, task[s]) for s in ('validation', 'test')})
+
 def stage_finetune(cfg:PipelineConfig) -> dict:
-    "Fine-tune (cached) the classifier of `cfg.task`; write finetune.json."
+    "Fine-tune (cached) the classifier of `cfg.task`, or check a ready one (`classifier` a folder or hub id); write finetune.json."
     from clvq_nb.data import load_task
     from clvq_nb.models import finetune
-    load_task(cfg.task, path=cfg.data, seed=cfg.seed, **data_options(cfg))  # a bad task or data path fails here, before any model is loaded
+    task = load_task(cfg.task, path=cfg.data, seed=cfg.seed, **data_options(cfg))  # a bad task or data path fails here, before any model is loaded
     rec = dict(model=cfg.model, finetuned=None)
-    if cfg.finetune:
+    if isinstance(cfg.classifier, str): rec.update(ready_classifier(cfg, task))
+    elif cfg.finetune:
         path = finetune(cfg.model, cfg.task, seed=cfg.seed, data_path=cfg.data, data_options=data_options(cfg), device=cfg.device, **_classifier_options(cfg))
         rec.update(finetuned=str(path), **{k: v for k, v in json.loads((path/'finetune.json').read_text()).items() if k.endswith('accuracy')})
     write_json(_out(cfg)/'finetune.json', rec)

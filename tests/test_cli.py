@@ -107,6 +107,7 @@ def test_config_file_and_flags(tmp_path):
     (['evaluate'], 'run `clvq extract --out'),
     (['quality'], 'holds no finished run'),
     (['extract', '--model', 'no-such-model-xyz'], 'no-such-model-xyz'),
+    (['finetune', '--classifier', '/nonexistent/my-classifier'], "unknown model '/nonexistent/my-classifier'"),
     (['extract', '--task', 'sentimnt'], "unknown task 'sentimnt'"),
     (['extract', '--task', 'file', '--data', '/nonexistent/data.csv'], '/nonexistent/data.csv'),
     (['extract', '--layers', '2', '9', '--no-finetune', '--limit', '4'], 'layer'),
