@@ -264,7 +264,10 @@ def cached_saliency(classifier:str|Path, # folder of the fine-tuned classifier (
     "Each sentence's most salient word at `layer`, computed once and cached on disk (recomputed when its inputs change)."
     key = dict(classifier=str(Path(classifier).resolve()), store=store.metadata['fingerprint'], layer=layer, steps=steps)
     path = Path(folder or cache_dir()/'saliency')/(name or f'saliency-{json_sha(key)}.json')
-    if path.exists() and (cached := json.loads(path.read_text())).get('key') == json.loads(json.dumps(key, default=str)): return np.array(cached['salient'])
+    if path.exists():
+        try: cached = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError): cached = {}  # a damaged file is computed again
+        if cached.get('key') == json.loads(json.dumps(key, default=str)) and len(cached.get('salient', [])) == len(store): return np.array(cached['salient'])
     model, tok = load_model(classifier, num_labels=len(store.label_names), device=device)
     salient = word_attributions(model, tok, store.texts, layer, steps=steps, progress=progress, expected=np.diff(store.offsets)).salient
     write_atomic(path, json.dumps(dict(key=key, salient=salient.tolist()), default=str))
