@@ -6,7 +6,7 @@
 __all__ = ['REPORT_CSS', 'REPORT_TEMPLATE', 'plot_code_usage', 'key_numbers', 'render_report', 'write_report']
 
 # %% ../nbs/17_report.ipynb #7e8c5916
-import base64
+import base64, html
 from pathlib import Path
 import jinja2, numpy as np, pandas as pd
 from markupsafe import Markup
@@ -69,7 +69,11 @@ def _figure(fig, first:bool) -> Markup:
     "A plotly figure as an HTML fragment; plotly.js is inlined with the first one only."
     return Markup(fig.to_html(full_html=False, include_plotlyjs=first, config=dict(displaylogo=False)))
 
-def _table(df) -> Markup: return Markup(df.to_html())
+def _escaped(v): return html.escape(v) if isinstance(v, str) else v
+
+def _table(df:pd.DataFrame, **kwargs) -> Markup:
+    "The table as HTML, every cell and label escaped, quotes too (a corpus is data)."
+    return Markup(df.map(_escaped).rename(index=_escaped, columns=_escaped).to_html(escape=False, **kwargs))
 
 def _clouds(out:Path, concepts:pd.DataFrame) -> list:
     "The saved word clouds, each with its code's name (after `clvq quality`) or else its top words."
@@ -135,4 +139,4 @@ def _quality_sections(out:Path) -> list:
     return [dict(title='Concept quality', intro=f"On the {q['labelling']['words']:,} training words: codes used at least {q['min_count']} times, aligned with a label family "
                  f"when one of its labels covers at least {q['theta']:.0%} of them (part of speech, entity type, AFINN polarity); the word-type entropy of each code "
                  "and the share of codes that are one word type (identity), beside k-means alone and the word-identity control (notebook 14a). The most used codes, named:",
-                 body=_figure(plot_alignment(summary), False) + _table(summary.set_index('method').astype(float).round(3)) + Markup(codes[cols].round(3).to_html(index=False)))]
+                 body=_figure(plot_alignment(summary), False) + _table(summary.set_index('method').astype(float).round(3)) + _table(codes[cols].round(3), index=False))]
