@@ -17,7 +17,7 @@ from .faithfulness import MATCHED, salient_concepts, faithfulness, intervene
 
 # %% auto #0
 __all__ = ['EXPERIMENTS', 'sweep_config', 'sweep_stores', 'eraser_stores', 'Experiment', 'experiment_stores', 'faithfulness_row',
-           'mean_std', 'run_row', 'run_dir', 'history_path', 'run_sweep', 'compare_methods']
+           'mean_std', 'run_row', 'run_dir', 'history_path', 'run_sweep', 'compare_methods', 'thirds']
 
 # %% ../nbs/11_layer_pairs.ipynb #c856febd
 _MODEL_KEYS = {f.name for f in dataclasses.fields(CLVQConfig)} - {'seed'}
@@ -215,3 +215,8 @@ def compare_methods(methods:dict, # name → function of no arguments that fits 
                    fit_seconds=fit_seconds)
         _append_csv(out_csv, pd.DataFrame([row])); done.add(name)
     return pd.read_csv(out_csv)
+
+# %% ../nbs/11_layer_pairs.ipynb #cb3560e1
+def thirds(n:int) -> list:
+    "The three layer pairs that split an n-layer stack into thirds: the paper's 0–4, 4–8, 8–12 of 12."
+    return [(round(i * n / 3), round((i + 1) * n / 3)) for i in range(3)]
