@@ -12,7 +12,7 @@ from .core import ClvqError, write_atomic
 
 # %% auto #0
 __all__ = ['OUTCOMES', 'OUTCOME_NAMES', 'assign_codes', 'ConceptDictionary', 'concept_dictionary', 'mean_by_code', 'word_cloud',
-           'image_data_uri', 'outcomes', 'outcome_examples', 'outcome_grid_html', 'show_outcome_grid']
+           'image_data_uri', 'outcomes', 'outcome_examples', 'code_caption', 'outcome_grid_html', 'show_outcome_grid']
 
 # %% ../nbs/14_concepts.ipynb #21ca336c
 def _method_name(method) -> str: return getattr(method, 'name', type(method).__name__)
@@ -220,25 +220,31 @@ def _marked(words:list, position:int) -> str:
     "The words as HTML, escaped, the one at `position` in <mark>."
     return ' '.join(f'<mark>{html.escape(w)}</mark>' if i == position else html.escape(w) for i, w in enumerate(words))
 
-def _card(r, uri:str|None) -> str:
-    "One sentence of the grid: its code's word cloud, the sentence with the salient word marked, label and prediction."
+def code_caption(code:int, name:str|None=None) -> str:
+    "A code as every view shows it: 'code 17', or with its name 'code 17 — ADJ: great · good' (plain text: escape it to render)."
+    return f'code {int(code)}' + (f' — {name}' if isinstance(name, str) and name else '')
+
+def _card(r, uri:str|None, name:str|None) -> str:
+    "One sentence of the grid: its code and name, the code's word cloud, the sentence with the salient word marked, label and prediction."
     img = (f'<img src="{uri}" style="width:100%" alt="word cloud of code {r.code}">' if uri
            else f'<p><i>code {r.code} takes no training word</i></p>')
-    return (f'<div class="clvq-card" style="border:1px solid #ddd;padding:6px;margin-bottom:8px">{img}'
+    return (f'<div class="clvq-card" style="border:1px solid #ddd;padding:6px;margin-bottom:8px">'
+            f'<div class="clvq-code" style="font-size:.85em;font-weight:600">{html.escape(code_caption(r.code, name))}</div>{img}'
             f'<div style="font-size:.85em">{_marked(r.words.split(" "), r.position)}</div>'
             f'<div style="font-size:.8em;color:#555">label <b>{html.escape(str(r.label))}</b> · '
-            f'prediction <b>{html.escape(str(r.pred))}</b> · code {r.code}</div></div>')
+            f'prediction <b>{html.escape(str(r.pred))}</b></div></div>')
 
 # %% ../nbs/14_concepts.ipynb #3acff653
 def outcome_grid_html(examples:pd.DataFrame, # from `outcome_examples`
                       dictionary:ConceptDictionary, # draws the codes' word clouds
+                      names:dict|None=None, # code → its name (`14a_concept_quality`); None, or a code left out: the code alone
                       width:int=300, height:int=200, # pixels of each word cloud
                      ) -> str:
-    "A self-contained HTML grid, one block per outcome: each sentence's word cloud, the sentence, label and prediction."
-    used = set(dictionary.codes.tolist())
+    "A self-contained HTML grid, one block per outcome: each sentence's code (and name), word cloud, the sentence, label and prediction."
+    used, names = set(dictionary.codes.tolist()), names or {}
     uris = {c: image_data_uri(dictionary.cloud(c, width, height)) if c in used else None for c in set(examples.code.tolist())}
     blocks = [f'<div class="clvq-outcome" data-outcome="{o}"><h4 style="margin:4px 0">{o}: {name}</h4>'
-              + (''.join(_card(r, uris[r.code]) for r in examples[examples.outcome == o].itertuples()) or '<p><i>none</i></p>') + '</div>'
+              + (''.join(_card(r, uris[r.code], names.get(r.code)) for r in examples[examples.outcome == o].itertuples()) or '<p><i>none</i></p>') + '</div>'
               for o, name in OUTCOME_NAMES.items()]
     return f'<div style="display:grid;grid-template-columns:repeat(auto-fit,minmax(220px,1fr));gap:10px">{"".join(blocks)}</div>'
 

@@ -4,7 +4,7 @@
 
 # %% ../nbs/15_explorer.ipynb #e274bd3d
 from __future__ import annotations
-import io, json, math, time
+import html, io, json, math, time
 from pathlib import Path
 import numpy as np, pandas as pd, torch
 from torch import Tensor
@@ -16,10 +16,12 @@ from .core import ClvqError
 from .quantizer import VectorQuantizer, sq_distances, code_usage_stats
 from .train import TrainResult, load_run
 from .baselines import VQConcepts
-from .concepts import concept_dictionary, word_cloud
+from .concepts import code_caption, concept_dictionary, word_cloud
+from .quality import WordLabels, code_names, word_labels
 
 # %% auto #0
-__all__ = ['Requantizer', 'plot_grid', 'sample_sentences', 'usage_figure', 'word_figure', 'run_layer', 'Explorer', 'explore']
+__all__ = ['Requantizer', 'plot_grid', 'sample_sentences', 'usage_figure', 'word_figure', 'run_layer', 'store_labels', 'Explorer',
+           'explore']
 
 # %% ../nbs/15_explorer.ipynb #56a852c5
 class Requantizer:
@@ -110,23 +112,27 @@ def sample_sentences(store, # an `ActivationStore`
     return keep, np.arange(ends[-1]) + np.repeat(store.offsets[keep] - (ends - lens), lens)
 
 # %% ../nbs/15_explorer.ipynb #6ff11acc
+def _shown(code:int, names:dict, limit:int=200) -> str:
+    "`code_caption` of a code with its name from `names`, cut to `limit` characters and escaped for plotly."
+    return html.escape(code_caption(code, names.get(code))[:limit], quote=False)
+
 def usage_figure(counts:Tensor, # (K,) words per code
-                 labels:dict) -> go.Figure: # code → its top words, for the hover text
+                 names:dict) -> go.Figure: # code → its name, for the hover text
     "Bars of the codes' counts, most used first."
     order = counts.argsort(descending=True, stable=True).tolist()
     bar = go.Bar(x=list(range(1, len(order) + 1)), y=counts[order].tolist(), marker_color='#4c78a8', hovertemplate='%{hovertext}<br>%{y} words<extra></extra>',
-                 hovertext=[f"code {c}: {labels.get(c, '(no word of the store)')}" for c in order])
+                 hovertext=[_shown(c, names) if c in names else f'code {c} (no word of the store)' for c in order])
     return go.Figure(bar, layout=dict(height=260, margin=dict(l=40, r=10, t=30, b=30), title='usage of the drawn codes, most used first',
                                       xaxis_title='codes by rank', yaxis_title='words'))
 
 def word_figure(p:Tensor, codes:Tensor, # (k,) one word's probabilities over its k nearest codes, and those codes
-                drawn:int, labels:dict, word:str, # the code drawn for it, code → top words, the word
+                drawn:int, names:dict, word:str, # the code drawn for it, code → its name, the word
                 show:int=12) -> go.Figure: # bars shown: the nearest (most likely) codes
-    "Horizontal bars of one word's probabilities over its nearest codes, the drawn one in red."
+    "Horizontal bars of one word's probabilities over its nearest codes, each named, the drawn one in red."
     shown = codes[:show].tolist()
-    bar = go.Bar(x=p[:show].tolist(), y=[f"{c}: {labels.get(c, '–')[:28]}" for c in shown], orientation='h',
+    bar = go.Bar(x=p[:show].tolist(), y=[_shown(c, names, 40) for c in shown], orientation='h',
                  marker_color=['#e45756' if c == drawn else '#f2b8b7' for c in shown])
-    title = f'p of “{word}” over its {len(codes)} nearest codes' + (f' ({show} nearest shown)' if len(codes) > show else '')
+    title = f'p of “{html.escape(word, quote=False)}” over its {len(codes)} nearest codes' + (f' ({show} nearest shown)' if len(codes) > show else '')
     return go.Figure(bar, layout=dict(height=300, width=480, margin=dict(l=10, r=10, t=40, b=40), title=dict(text=title, font_size=13),
                                       xaxis=dict(title='p', range=[0, 1]), yaxis=dict(autorange='reversed', automargin=True)))
 
@@ -153,11 +159,23 @@ def run_layer(result:TrainResult) -> int:
     return json.loads(spec.read_text())['config']['layer_in']
 
 # %% ../nbs/15_explorer.ipynb #cf052b83
+def store_labels(store, # the explorer's store
+                 labels:WordLabels|bool=True, # given labels; True: the store's own; False: none
+                ) -> WordLabels|None:
+    "The word labels concept names are made from: `labels` as given, or for True the store's (`word_labels`, cached) when it has a fingerprint to cache them by."
+    if labels is True: return word_labels(store, verbose=False) if 'fingerprint' in getattr(store, 'metadata', {}) else None
+    return labels if isinstance(labels, WordLabels) else None
+
+_NAMING = ('Codes are named by the word labels they are aligned with (part of speech, entity type, polarity) and their most distinctive words',
+           'Codes are named by their most distinctive words alone: this store has no word labels (an ActivationStore is labelled with spaCy unless labels=False)')
+
+# %% ../nbs/15_explorer.ipynb #5f329ecf
 class Explorer(widgets.VBox):
     "The widget `explore` returns: run, temperature and top-k controls over the live usage of the codes, and one word's view."
-    def __init__(self, runs:dict, store, layer:int|None=None, max_words:int=20_000, max_k:int=50, seed:int=42):
+    def __init__(self, runs:dict, store, layer:int|None=None, max_words:int=20_000, max_k:int=50, seed:int=42, labels:WordLabels|bool=True):
         super().__init__()
         self.runs, self.store, self.layer, self.max_k, self.seed = _as_runs(runs), store, layer, max_k, seed
+        self.labels = store_labels(store, labels)
         self.sentences, self.rows = sample_sentences(store, max_words, seed)
         self.starts = np.r_[0, np.cumsum(np.diff(store.offsets)[self.sentences])[:-1]]  # first sample row of each sentence
         self._states, self._clouds, self.latency = {}, {}, None
@@ -170,7 +188,7 @@ class Explorer(widgets.VBox):
         for w, cls in ((self, 'clvq-explorer'), (self.temperature, 'clvq-temperature'), (self.top_k, 'clvq-top-k'), (self.readout, 'clvq-readout')): w.add_class(cls)
         self._build_views()
 
-# %% ../nbs/15_explorer.ipynb #5f329ecf
+# %% ../nbs/15_explorer.ipynb #1a95cc98
 @patch
 def _build_views(self:Explorer):
     "The chart outputs, the sentence and word choosers and the cloud; then wire the controls and draw."
@@ -179,29 +197,35 @@ def _build_views(self:Explorer):
     self.word = widgets.Dropdown(description='word')
     self.usage_out, self.word_out = widgets.Output(), widgets.Output(layout=dict(width='500px'))
     self.cloud_caption, self.cloud = widgets.HTML(), widgets.Image(format='png', width=360)
-    self.children = [widgets.HBox([self.run, self.temperature, self.top_k]), self.readout, self.usage_out, self.sentence, self.word,
+    self.naming = widgets.HTML(f'<small>{_NAMING[self.labels is None]}; a code too rare to name shows its commonest words in (brackets).</small>')
+    self.children = [widgets.HBox([self.run, self.temperature, self.top_k]), self.readout, self.naming, self.usage_out, self.sentence, self.word,
                      widgets.HBox([self.word_out, widgets.VBox([self.cloud_caption, self.cloud])])]
     for w in (self.run, self.temperature, self.top_k): w.observe(self.refresh, 'value')
     self.sentence.observe(self._pick_sentence, 'value'); self.word.observe(lambda _: self._show_word(), 'value')
     self._pick_sentence(); self.refresh()
 
-# %% ../nbs/15_explorer.ipynb #1a95cc98
+# %% ../nbs/15_explorer.ipynb #c3e3e553
 @patch
 def _state(self:Explorer, name:str) -> dict:
-    "The run's requantizer, concept dictionary and top words per code, made on first use."
+    "The run's requantizer, concept dictionary and concept names, made on first use."
     if name not in self._states:
         res = self.runs[name]; layer = run_layer(res) if self.layer is None else self.layer
         cd = concept_dictionary(VQConcepts(res.model, layer), self.store, layer)
-        self._states[name] = dict(rq=Requantizer(res.model, self.store.word_vectors(layer)[self.rows], self.max_k, self.seed), cd=cd,
-                                  top=cd.table(top=4).set_index('code').top_words.to_dict())
+        self._states[name] = dict(rq=Requantizer(res.model, self.store.word_vectors(layer)[self.rows], self.max_k, self.seed), cd=cd, names=self._names(cd))
     return self._states[name]
+
+@patch
+def _names(self:Explorer, cd) -> dict:
+    "Code → its name (`code_names` on the store's labels, if any) for every used code; a code too rare to name: its commonest words in brackets."
+    names = code_names(cd.codes, cd.num_codes, self.store, self.labels)
+    return {c: names.get(c) or f'({w})' for c, w in cd.table(top=4).set_index('code').top_words.items()}
 
 @patch
 def _pick_sentence(self:Explorer, *_):
     "List the chosen sentence's words in the word chooser."
     self.word.options = [(w, i) for i, w in enumerate(self.store.sentence_words(int(self.sentences[self.sentence.value])))]
 
-# %% ../nbs/15_explorer.ipynb #c3e3e553
+# %% ../nbs/15_explorer.ipynb #3f5affe0
 @patch
 def refresh(self:Explorer, *_):
     "Draw the codes at the current settings; update the readout, the usage chart and the word view."
@@ -209,13 +233,13 @@ def refresh(self:Explorer, *_):
     self.top_k.max = rq.max_k
     codes = self._codes = rq.sample(self.top_k.value, self.temperature.value)
     counts = torch.bincount(codes, minlength=rq.num_codes).cpu(); s = code_usage_stats(counts)
-    self.usage_fig = usage_figure(counts, st['top']); self.usage_out.outputs = (_as_output(self.usage_fig),)
+    self.usage_fig = usage_figure(counts, st['names']); self.usage_out.outputs = (_as_output(self.usage_fig),)
     self._show_word()
     self.latency = time.perf_counter() - t0
     self.readout.value = (f"<b>perplexity {s['perplexity']:.2f}</b> of {rq.num_codes} codes · used {s['used_fraction']:.1%} · "
                           f"{len(rq):,} words drawn at T = {self.temperature.value:.3g}, k = {self.top_k.value} · update {1000 * self.latency:.0f} ms")
 
-# %% ../nbs/15_explorer.ipynb #3f5affe0
+# %% ../nbs/15_explorer.ipynb #90ee474f
 @patch
 def _show_word(self:Explorer):
     "The chosen word's probabilities over its k nearest codes and the word cloud of the code drawn for it."
@@ -223,9 +247,9 @@ def _show_word(self:Explorer):
     st = self._state(self.run.value); row = int(self.starts[self.sentence.value]) + self.word.value
     p, c = st['rq'].probabilities(self.top_k.value, self.temperature.value, rows=[row])
     drawn = int(self._codes[row])
-    self.word_fig = word_figure(p[0], c[0], drawn, st['top'], self.word.label); self.word_out.outputs = (_as_output(self.word_fig),)
+    self.word_fig = word_figure(p[0], c[0], drawn, st['names'], self.word.label); self.word_out.outputs = (_as_output(self.word_fig),)
     self.cloud.value = png = self._cloud(drawn)
-    self.cloud_caption.value = (f'“{self.word.label}” drew code <b>{drawn}</b> (its nearest: {int(c[0, 0])}); '
+    self.cloud_caption.value = (f'“{html.escape(self.word.label)}” drew <b>{html.escape(code_caption(drawn, st["names"].get(drawn)))}</b> (its nearest: code {int(c[0, 0])}); '
                                 + ('the words of that concept:' if png else 'no word of the store has it as its nearest code.'))
 
 @patch
@@ -238,12 +262,14 @@ def _cloud(self:Explorer, code:int) -> bytes:
         self._clouds[key] = buf.getvalue()
     return self._clouds[key]
 
-# %% ../nbs/15_explorer.ipynb #90ee474f
+# %% ../nbs/15_explorer.ipynb #b658637a
 def explore(runs, # a run folder or `TrainResult`, a list of them, or a dict name → either
             store, # the `ActivationStore` whose words are re-drawn
             layer:int|None=None, # the store layer the runs read; None: each run's own layer_in
             max_words:int=20_000, # words in the sample (whole sentences)
             max_k:int=50, # largest top-k offered
-            seed:int=42) -> Explorer:
-    "An ipywidgets box to vary temperature and top-k of trained runs live and see their codes' usage and one word's concept."
-    return Explorer(runs, store, layer, max_words, max_k, seed)
+            seed:int=42,
+            labels:WordLabels|bool=True, # word labels of the store for the concept names; True: `word_labels(store)`; False: distinctive words alone
+           ) -> Explorer:
+    "An ipywidgets box to vary temperature and top-k of trained runs live and see their codes' usage and one word's concept, each code named."
+    return Explorer(runs, store, layer, max_words, max_k, seed, labels)

@@ -15,8 +15,8 @@ from .report import write_report
 # %% auto #0
 __all__ = ['STAGES', 'RESULTS', 'default_layer_pair', 'PipelineConfig', 'data_options', 'read_config', 'ready_classifier',
            'stage_finetune', 'stage_extract', 'stage_train', 'saliency', 'model_intervention', 'measure',
-           'concept_outputs', 'share_model', 'stage_evaluate', 'stage_quality', 'stage_judge', 'stage_report',
-           'run_stage', 'run_pipeline', 'clear_results', 'preflight']
+           'concept_outputs', 'share_model', 'stage_evaluate', 'name_outputs', 'stage_quality', 'stage_judge',
+           'stage_report', 'run_stage', 'run_pipeline', 'clear_results', 'preflight']
 
 # %% ../nbs/17a_pipeline.ipynb #defc3220
 def default_layer_pair(num_layers:int) -> tuple[int, int]:
@@ -273,11 +273,25 @@ def stage_evaluate(cfg:PipelineConfig) -> dict:
     return metrics
 
 # %% ../nbs/17a_pipeline.ipynb #a0377390
+def name_outputs(cfg:PipelineConfig, dictionary, # the run's `ConceptDictionary` of the training words: draws the grid's clouds
+                 names:pd.Series): # code → name, from `method_quality`
+    "Add the concepts' names to what `evaluate` wrote: concepts.csv, concepts/codes.parquet and the outcome grid (redrawn from eval/outcomes.csv)."
+    from clvq_nb.concepts import _parquet, outcome_grid_html
+    out = _out(cfg)
+    if (out/'concepts.csv').exists():
+        cc = pd.read_csv(out/'concepts.csv', keep_default_na=False); cc['name'] = cc.code.map(names); write_atomic(out/'concepts.csv', cc.to_csv(index=False))
+    if (out/'concepts'/'codes.parquet').exists():
+        codes = pd.read_parquet(out/'concepts'/'codes.parquet'); codes['name'] = codes.code.map(names); _parquet(out/'concepts'/'codes.parquet', codes)
+    if (out/'eval'/'outcomes.csv').exists():
+        examples = pd.read_csv(out/'eval'/'outcomes.csv', keep_default_na=False)  # corpus words such as 'NA' stay words (so in concepts.csv)
+        write_atomic(out/'eval'/'outcome_grid.html', outcome_grid_html(examples, dictionary, names.to_dict()))
+
+# %% ../nbs/17a_pipeline.ipynb #46688e86
 def stage_quality(cfg:PipelineConfig) -> dict:
     "Alignment, token-identity control and names of the run's codes on the training words, beside k-means and word identity; write quality.json."
     from clvq_nb.train import load_run
     from clvq_nb.baselines import VQConcepts
-    from clvq_nb.concepts import assign_codes
+    from clvq_nb.concepts import ConceptDictionary, assign_codes
     from clvq_nb.quality import identity_codes, kmeans_concepts, method_quality, word_labels
     out = _out(cfg)
     if not (out/'run'/'metrics.json').exists(): raise ClvqError(f"{out/'run'} holds no finished run: run `clvq train --out {cfg.out}` first.")
@@ -288,8 +302,7 @@ def stage_quality(cfg:PipelineConfig) -> dict:
     codings = {'CLVQ-VAE': assign_codes(VQConcepts(res.model, l), x), km.name: assign_codes(km, x), 'word identity (control)': identity_codes(store.words, K)}
     tables = {n: method_quality(c, K, store, labels) for n, c in codings.items()}
     write_atomic(out/'eval'/'concept_quality.csv', tables['CLVQ-VAE'][0].to_csv(index=False))
-    if (out/'concepts.csv').exists():
-        cc = pd.read_csv(out/'concepts.csv'); cc['name'] = cc.code.map(tables['CLVQ-VAE'][0].set_index('code').name); write_atomic(out/'concepts.csv', cc.to_csv(index=False))
+    name_outputs(cfg, ConceptDictionary(VQConcepts(res.model, l), store, l, codings['CLVQ-VAE']), tables['CLVQ-VAE'][0].set_index('code').name)
     q = dict(split='train', theta=0.9, min_count=10, methods={n: s for n, (_, s) in tables.items()}, seconds=round(time.perf_counter() - t, 1),
              labelling={k: v for k, v in labels.info.items() if k in ('words', 'mismatched', 'stop_word_share', 'seconds')})
     write_json(out/'quality.json', q)

@@ -15,8 +15,8 @@ from .assets import cache_dir, fetch
 __all__ = ['LABEL_FAMILIES', 'POLARITY', 'TAGGER_COMPONENTS', 'POS_NAMES', 'afinn_lexicon', 'load_tagger', 'word_spans',
            'align_spans', 'label_texts', 'valence', 'WordLabels', 'read_labels', 'word_labels', 'contingency',
            'label_scores', 'type_stats', 'code_quality', 'quality_summary', 'match_codebooks', 'seed_stability',
-           'kmeans_concepts', 'distinctive_words', 'concept_names', 'identity_codes', 'method_quality', 'quality_study',
-           'save_study', 'plot_alignment', 'plot_stability']
+           'kmeans_concepts', 'distinctive_words', 'concept_names', 'identity_codes', 'method_quality', 'code_names',
+           'quality_study', 'save_study', 'plot_alignment', 'plot_stability']
 
 # %% ../nbs/14a_concept_quality.ipynb #d68799ec
 LABEL_FAMILIES = ('pos', 'entity', 'polarity')
@@ -294,6 +294,17 @@ def method_quality(codes:np.ndarray, # (N,) codes of the store's words (`concept
     table = code_quality(codes, store.words, labels, num_codes, theta, min_count)
     table.insert(1, 'name', concept_names(table, distinctive_words(codes, store.words, num_codes), tuple(labels.names)).to_numpy())
     return table, quality_summary(table)
+
+# %% ../nbs/14a_concept_quality.ipynb #6623e542
+def code_names(codes:np.ndarray, # (N,) code of each word of `store`
+               num_codes:int, # K
+               store, # the store whose words were coded
+               labels:WordLabels|None=None, # `word_labels(store)`; None: distinctive words alone
+               min_count:int=10, # codes used fewer times get no name
+              ) -> pd.Series: # code → name
+    "The names `method_quality` gives a coding's codes; without labels, their distinctive words alone."
+    if labels is not None: return method_quality(codes, num_codes, store, labels, min_count=min_count)[0].set_index('code')['name']
+    return distinctive_words(codes, store.words, num_codes)[np.bincount(codes, minlength=num_codes) >= min_count].rename_axis('code').rename('name')
 
 # %% ../nbs/14a_concept_quality.ipynb #8c126b12
 def quality_study(store, # the training `ActivationStore`

@@ -11,6 +11,7 @@ from pathlib import Path
 import jinja2, numpy as np, pandas as pd
 from markupsafe import Markup
 from .core import ClvqError, write_atomic
+from .concepts import code_caption
 
 # %% ../nbs/17_report.ipynb #ae5f8819
 def plot_code_usage(codes:np.ndarray, num_codes:int, title:str='Codebook usage (training words)'):
@@ -58,8 +59,8 @@ REPORT_TEMPLATE = """<!doctype html><html><head><meta charset="utf-8"><title>clv
 <style>{{ css }}</style></head><body>
 <h1>CLVQ-VAE concepts: {{ model }} on {{ task }}, layer {{ l }} → {{ h }}</h1>
 {% for s in sections %}<h2>{{ s.title }}</h2><p>{{ s.intro }}</p>{% if s.note %}<p class="note">{{ s.note }}</p>{% endif %}{{ s.body }}
-{% endfor %}<h2>The most frequent concepts</h2><p>Word clouds of the codes that take the most training words.</p>
-<div class="gallery">{% for c in clouds %}<figure><img src="{{ c.uri }}" alt="word cloud of code {{ c.code }}"><figcaption>code {{ c.code }}: {{ c.words }}</figcaption></figure>{% endfor %}</div>
+{% endfor %}<h2>The most frequent concepts</h2><p>Word clouds of the codes that take the most training words, each with its automatic name (its aligned word labels and most distinctive words, after <code>clvq quality</code>) or else its most frequent words in brackets.</p>
+<div class="gallery">{% for c in clouds %}<figure><img src="{{ c.uri }}" alt="word cloud of code {{ c.code }}"><figcaption>{{ c.caption }}</figcaption></figure>{% endfor %}</div>
 </body></html>"""
 
 _TEMPLATE = jinja2.Environment(autoescape=True).from_string(REPORT_TEMPLATE)
@@ -76,11 +77,11 @@ def _table(df:pd.DataFrame, **kwargs) -> Markup:
     return Markup(df.map(_escaped).rename(index=_escaped, columns=_escaped).to_html(escape=False, **kwargs))
 
 def _clouds(out:Path, concepts:pd.DataFrame) -> list:
-    "The saved word clouds, each with its code's name (after `clvq quality`) or else its top words."
-    top = concepts.get('top_words', pd.Series('', index=concepts.index)).fillna('')
-    top = dict(zip(concepts.code, concepts['name'].fillna(top) if 'name' in concepts else top))
-    return [dict(code=int(p.stem.split('-')[1]), words=top.get(int(p.stem.split('-')[1]), ''),
-                 uri='data:image/png;base64,' + base64.b64encode(p.read_bytes()).decode()) for p in sorted((out/'clouds').glob('code-*.png'))]
+    "The saved word clouds, each captioned with its code's name (after `clvq quality`) or else its top words in brackets."
+    top = '(' + concepts.get('top_words', pd.Series('', index=concepts.index)).fillna('') + ')'
+    shown = dict(zip(concepts.code, concepts['name'].fillna(top) if 'name' in concepts else top))
+    codes = {int(p.stem.split('-')[1]): p for p in sorted((out/'clouds').glob('code-*.png'))}
+    return [dict(code=c, caption=code_caption(c, shown.get(c)), uri='data:image/png;base64,' + base64.b64encode(p.read_bytes()).decode()) for c, p in codes.items()]
 
 # %% ../nbs/17_report.ipynb #8227a0c9
 def _sections(out:Path, m:dict, concepts:pd.DataFrame) -> list:
@@ -107,7 +108,8 @@ def _sections(out:Path, m:dict, concepts:pd.DataFrame) -> list:
             dict(title='Bottleneck check', intro='Test MSE with the real codes, with codes shuffled, and with the memory path zeroed: '
                  'how much the reconstruction depends on the codes (notebook 07).', body=_table(pd.Series(m['bottleneck']).round(5).to_frame('MSE'))),
             *_quality_sections(out), *[j for j in [judge_section(out)] if j],
-            dict(title='Why right, why wrong', intro='For true/false positives and negatives: the word cloud of the code of the most salient word.',
+            dict(title='Why right, why wrong', intro='For true/false positives and negatives: the code of the most salient word, with its name once '
+                 'clvq quality has named the concepts, and its word cloud.',
                  body=Markup((out/'eval'/'outcome_grid.html').read_text())),
             dict(title='Timing', intro='Seconds per stage.', body=_table(pd.Series(m.get('timing', {}), dtype=float).round(1).to_frame('seconds')))]
 

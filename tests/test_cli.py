@@ -1,7 +1,9 @@
 "The `clvq` console script end to end: a tiny pipeline, `clvq run` and its report, its error paths, and resuming after Ctrl-C."
 import json, math, os, signal, subprocess, sys, time
+from html import escape
 from pathlib import Path
-import pytest
+import pandas as pd, pytest
+from clvq_nb.concepts import code_caption
 
 ENV = {**os.environ, 'TOKENIZERS_PARALLELISM': 'false', 'OMP_NUM_THREADS': '2', 'PYTHONUNBUFFERED': '1'}
 
@@ -77,6 +79,9 @@ def test_run_writes_everything(ran):
     assert (out/'history.csv').exists() and (out/'run'/'best.safetensors').exists() and len(list((out/'clouds').glob('*.png'))) == 3
     concepts = (out/'concepts.csv').read_text(); assert concepts.count('\n') > 3
     q = m['concept_quality']; assert set(q['methods']) == {'CLVQ-VAE', 'k-means (K=16)', 'word identity (control)'} and 'name' in concepts.splitlines()[0]
+    named, shown = pd.read_csv(out/'eval'/'concept_quality.csv', keep_default_na=False).set_index('code').name, pd.read_csv(out/'eval'/'outcomes.csv').code
+    grid = (out/'eval'/'outcome_grid.html').read_text()
+    assert all(f'>{escape(code_caption(c, named.get(c)))}</div>' in grid for c in shown), 'the outcome grid names its codes'
     html = (out/'report.html').read_text()
     assert 'src="http' not in html and '<script src=' not in html, 'the report must open offline'
     assert html.count('class="plotly-graph-div"') >= 3 and html.count('data:image/png;base64,') >= 3 + 4
