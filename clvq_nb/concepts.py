@@ -11,8 +11,9 @@ from fastcore.basics import patch
 from .core import ClvqError, write_atomic
 
 # %% auto #0
-__all__ = ['OUTCOMES', 'OUTCOME_NAMES', 'assign_codes', 'ConceptDictionary', 'concept_dictionary', 'mean_by_code', 'word_cloud',
-           'image_data_uri', 'outcomes', 'outcome_examples', 'code_caption', 'outcome_grid_html', 'show_outcome_grid']
+__all__ = ['OUTCOMES', 'OUTCOME_NAMES', 'assign_codes', 'ConceptDictionary', 'concept_dictionary', 'mean_by_code',
+           'write_parquet', 'word_cloud', 'image_data_uri', 'outcomes', 'outcome_examples', 'code_caption',
+           'outcome_grid_html', 'show_outcome_grid']
 
 # %% ../nbs/14_concepts.ipynb #21ca336c
 def _method_name(method) -> str: return getattr(method, 'name', type(method).__name__)
@@ -123,7 +124,7 @@ def mean_by_code(codes:np.ndarray, # (N,) code of each row
     n = torch.bincount(codes, minlength=num_codes)[:, None]
     return (sums / n).float().numpy()  # 0 / 0 = NaN for an unused code
 
-def _parquet(path:Path, df:pd.DataFrame) -> Path:
+def write_parquet(path:Path, df:pd.DataFrame) -> Path:
     "Write `df` as Parquet atomically."
     buf = io.BytesIO(); df.to_parquet(buf, index=False); return write_atomic(path, buf.getvalue())
 
@@ -142,7 +143,7 @@ def export(self:ConceptDictionary, folder, # where codes.parquet and occurrences
         codes[f'mean_layer_{layer_h}'] = [None if np.isnan(r).any() else r.tolist() for r in mean_by_code(self.codes, self.store.word_vectors(layer_h), K)]
     s = self.rows.sentence.to_numpy()
     occurrences = pd.DataFrame(dict(text_id=s, position=np.arange(len(s)) - np.asarray(self.store.offsets)[s], word=self.rows.word, code=self.codes))
-    folder = Path(folder); return {'codes': _parquet(folder/'codes.parquet', codes), 'occurrences': _parquet(folder/'occurrences.parquet', occurrences)}
+    folder = Path(folder); return {'codes': write_parquet(folder/'codes.parquet', codes), 'occurrences': write_parquet(folder/'occurrences.parquet', occurrences)}
 
 # %% ../nbs/14_concepts.ipynb #64504207
 def word_cloud(frequencies:dict|pd.Series, # word → count

@@ -276,12 +276,12 @@ def stage_evaluate(cfg:PipelineConfig) -> dict:
 def name_outputs(cfg:PipelineConfig, dictionary, # the run's `ConceptDictionary` of the training words: draws the grid's clouds
                  names:pd.Series): # code → name, from `method_quality`
     "Add the concepts' names to what `evaluate` wrote: concepts.csv, concepts/codes.parquet and the outcome grid (redrawn from eval/outcomes.csv)."
-    from clvq_nb.concepts import _parquet, outcome_grid_html
+    from clvq_nb.concepts import write_parquet, outcome_grid_html
     out = _out(cfg)
     if (out/'concepts.csv').exists():
         cc = pd.read_csv(out/'concepts.csv', keep_default_na=False); cc['name'] = cc.code.map(names); write_atomic(out/'concepts.csv', cc.to_csv(index=False))
     if (out/'concepts'/'codes.parquet').exists():
-        codes = pd.read_parquet(out/'concepts'/'codes.parquet'); codes['name'] = codes.code.map(names); _parquet(out/'concepts'/'codes.parquet', codes)
+        codes = pd.read_parquet(out/'concepts'/'codes.parquet'); codes['name'] = codes.code.map(names); write_parquet(out/'concepts'/'codes.parquet', codes)
     if (out/'eval'/'outcomes.csv').exists():
         examples = pd.read_csv(out/'eval'/'outcomes.csv', keep_default_na=False)  # corpus words such as 'NA' stay words (so in concepts.csv)
         write_atomic(out/'eval'/'outcome_grid.html', outcome_grid_html(examples, dictionary, names.to_dict()))
