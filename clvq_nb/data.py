@@ -190,11 +190,12 @@ def hub_frames(dd:datasets.DatasetDict, # as `datasets.load_dataset` returns it
                source:str='the hub data', # named in errors
               ) -> tuple[dict, dict|None]: # `{split: frame}` of text and raw label, and the label map of a ClassLabel (id -> name) or None
     "A hub dataset's splits as frames of text and raw label; a ClassLabel column gives the label names."
-    splits = splits or {s: s for s in SPLITS + ('dev',) if s in dd}
+    if splits is None: splits = {s: s for s in SPLITS + ('dev',) if s in dd}
+    elif 'train' not in splits and 'train' in dd and 'train' not in splits.values(): splits = {'train': 'train', **splits}  # train stays train unless named
     bad = [f'{ours}: {theirs}' for ours, theirs in splits.items() if ours not in SPLITS + ('dev',) or theirs not in dd]
-    if bad or not splits:
-        raise ClvqError(f"{source} has the splits {', '.join(dd)}; say which is train, validation and test among them "
-                        f"(splits=, clvq: --set data_splits.test=NAME){f', not {bad}' if bad else ''}")
+    if bad or 'train' not in splits:
+        raise ClvqError(f"{source} has the splits {', '.join(dd)}; say which of them is train (and test, validation) "
+                        f"(splits=, clvq: --set data_splits.train=NAME){f', not {bad}' if bad else ''}")
     both = lambda ds: ds.select_columns([text_col, label_col]) if {text_col, label_col} <= set(ds.column_names) else ds  # else all: the error lists them
     frames = {ours: select_columns(both(dd[theirs]).to_pandas(), text_col, label_col, f'{source} ({theirs})') for ours, theirs in splits.items()}
     feat = dd[next(iter(splits.values()))].features[label_col]

@@ -247,11 +247,10 @@ def model_identity(model, tokenizer) -> dict:
                 weights_sha=short_sha(*weights), tokenizer_sha=tokenizer_sha(tokenizer))
 
 
-
 # %% ../nbs/03_extract.ipynb #eec69204
 def fingerprint(model, tokenizer, data, layers, aggregation, dtype, max_length, task, split, text_col, label_col, word_split) -> dict:
     "Everything that determines a store's contents, as a JSON-ready dict."
-    import tokenizers, transformers
+    import transformers
     cols = [text_col] + ([label_col] if label_col else [])
     return json.loads(json.dumps(dict(
         format=1, model=model_identity(model, tokenizer), task=task, split=split,

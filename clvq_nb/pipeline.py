@@ -32,7 +32,7 @@ class PipelineConfig:
     task:str='sentiment' # a task of `clvq_nb.data.TASKS`; file: your own file; hub: a dataset of the Hugging Face hub
     data:str|None=None # local file or folder for the task; for task hub, the dataset's hub id (owner/name) or a local copy's folder
     data_config:str|None=None # the hub dataset's configuration (task hub), e.g. plain_text
-    data_splits:dict|None=None # which hub split is ours (task hub), e.g. {train: train, test: validation}; None: those named train / validation / test
+    data_splits:dict|None=None # our split → the hub dataset's (task hub), e.g. {test: validation}; its train stays train unless named; None: those named so
     text_col:str='text' # column of the texts in your data (tasks file and hub)
     label_col:str='label' # column of the labels in your data (tasks file and hub)
     label_names:dict|None=None # raw label → class name, in class order (tasks file and hub), e.g. {0: 'negative', 1: 'positive'}

@@ -169,11 +169,11 @@ def test_hub_dataset_and_word_split(tmp_path):
     (copy/'README.md').write_text('---\nconfigs:\n- config_name: plain\n  data_files:\n'
                                   + ''.join(f'  - split: {s}\n    path: plain/{s}.parquet\n' for s in ('train', 'held_out')) + '---\n')
     (tmp_path/'c.toml').write_text(f'task = "hub"\ndata = "{copy}"\ndata_config = "plain"\ntext_col = "review"\nlabel_col = "sentiment"\nword_split = "pretokenizer"\n')
-    r = subprocess.run(['clvq', 'extract', '--config', tmp_path/'c.toml', '--out', tmp_path/'o', '--set', 'data_splits.train=train', '--set', 'data_splits.test=held_out',
+    r = subprocess.run(['clvq', 'extract', '--config', tmp_path/'c.toml', '--out', tmp_path/'o', '--set', 'data_splits.test=held_out',
                         '--no-finetune', '--limit', '20', '--layers', '2', '4'], capture_output=True, text=True, timeout=900,
                        env={**ENV, 'HF_DATASETS_CACHE': str(tmp_path/'hf-cache')})
     assert r.returncode == 0, r.stderr[-3000:]
-    assert json.loads((tmp_path/'o'/'config.json').read_text())['data_splits'] == {'train': 'train', 'test': 'held_out'}
+    assert json.loads((tmp_path/'o'/'config.json').read_text())['data_splits'] == {'test': 'held_out'}
     from clvq_nb.extract import ActivationStore
     test = ActivationStore(tmp_path/'o'/'stores'/'test')
     assert test.label_names == ['neg', 'pos'] and test.word_split == 'pretokenizer' and len(test) == 20
