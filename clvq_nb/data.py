@@ -4,7 +4,7 @@
 
 # %% ../nbs/01_data.ipynb #8dfeb36f
 from __future__ import annotations
-import io, json, warnings
+import io, json, logging, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -17,8 +17,8 @@ from .assets import fetch
 __all__ = ['TABLE_SUFFIXES', 'TABLE_FORMATS', 'SPLITS', 'POLARITY', 'TOXICITY', 'AG_NEWS', 'TASKS', 'read_table',
            'select_columns', 'drop_empty', 'encode_labels', 'stratified_split', 'stratified_sample', 'make_splits',
            'to_datasetdict', 'split_files', 'read_splits', 'from_hub', 'read_pang_lee', 'read_topic_folder',
-           'read_release', 'eraser_from_hub', 'jigsaw_columns', 'read_ag_news_csv', 'hub_classlabel_frames', 'Task',
-           'get_task', 'load_task', 'check_splits', 'data_sha']
+           'read_release', 'eraser_from_hub', 'jigsaw_columns', 'read_ag_news_csv', 'hub_frames', 'Task', 'get_task',
+           'load_task', 'check_splits', 'data_sha']
 
 # %% ../nbs/01_data.ipynb #9e358d33
 TABLE_SUFFIXES = ('.csv', '.json', '.jsonl', '.parquet'); TABLE_FORMATS = '.csv, .json, .jsonl or .parquet'
@@ -125,11 +125,14 @@ def read_splits(path:Path, read:Callable) -> dict:
 # %% ../nbs/01_data.ipynb #07143a99
 def from_hub(repo:str, **kwargs) -> datasets.DatasetDict:
     "`datasets.load_dataset(repo)` from the Hugging Face hub, with one clear error when it fails."
+    hub_log = logging.getLogger('huggingface_hub'); level = hub_log.level
+    hub_log.setLevel(logging.ERROR)  # its retry warnings would bury the one message below
     try: return datasets.load_dataset(repo, **kwargs)
     except Exception as e:
         msg = (str(e).strip().splitlines() or [''])[0][:200]
         raise ClvqError(f"could not load {repo!r} from the Hugging Face hub ({type(e).__name__}: {msg}); "
-                        "without internet, download the data elsewhere and pass path= to it") from e
+                        "without internet, download the data elsewhere and pass path= (clvq: --data) to your copy") from e
+    finally: hub_log.setLevel(level)
 
 # %% ../nbs/01_data.ipynb #463b2f8c
 POLARITY = {'-1': 'negative', '0': 'negative', '1': 'positive'}
@@ -181,13 +184,24 @@ def read_ag_news_csv(f:Path) -> pd.DataFrame:
     df = read_table(f, columns=['label', 'title', 'description'])
     return select_columns(df.assign(text=df.title.str.strip() + ' ' + df.description.str.strip()), 'text', 'label', Path(f).name)
 
-def hub_classlabel_frames(dd:datasets.DatasetDict) -> tuple[dict, dict]:
-    "Hub splits with `text` and a ClassLabel `label` -> `{split: frame}` and the label map (id -> name)."
-    names = dd[next(iter(dd))].features['label'].names
-    frames = {s: pd.DataFrame({'text': ds['text'], 'label': [str(y) for y in ds['label']]}) for s, ds in dd.items() if s in SPLITS + ('dev',)}
-    return frames, {str(i): n for i, n in enumerate(names)}
+def hub_frames(dd:datasets.DatasetDict, # as `datasets.load_dataset` returns it
+               text_col:str='text', label_col:str='label', # the columns of the texts and of the labels
+               splits:dict|None=None, # our split (train, validation, test) → the dataset's; None: its train / validation / dev / test
+               source:str='the hub data', # named in errors
+              ) -> tuple[dict, dict|None]: # `{split: frame}` of text and raw label, and the label map of a ClassLabel (id -> name) or None
+    "A hub dataset's splits as frames of text and raw label; a ClassLabel column gives the label names."
+    if splits is None: splits = {s: s for s in SPLITS + ('dev',) if s in dd}
+    elif 'train' not in splits and 'train' in dd and 'train' not in splits.values(): splits = {'train': 'train', **splits}  # train stays train unless named
+    bad = [f'{ours}: {theirs}' for ours, theirs in splits.items() if ours not in SPLITS + ('dev',) or theirs not in dd]
+    if bad or 'train' not in splits:
+        raise ClvqError(f"{source} has the splits {', '.join(dd)}; say which of them is train (and test, validation) "
+                        f"(splits=, clvq: --set data_splits.train=NAME){f', not {bad}' if bad else ''}")
+    both = lambda ds: ds.select_columns([text_col, label_col]) if {text_col, label_col} <= set(ds.column_names) else ds  # else all: the error lists them
+    frames = {ours: select_columns(both(dd[theirs]).to_pandas(), text_col, label_col, f'{source} ({theirs})') for ours, theirs in splits.items()}
+    feat = dd[next(iter(splits.values()))].features[label_col]
+    return frames, ({str(i): n for i, n in enumerate(feat.names)} if isinstance(feat, datasets.ClassLabel) else None)
 
-# %% ../nbs/01_data.ipynb #d92691eb
+# %% ../nbs/01_data.ipynb #1ad6c1d0
 def _sentiment(path=None): return read_splits(path or fetch('pang-lee-sentences', verbose=False), read_pang_lee), POLARITY
 def _movie_reviews(path=None): return read_splits(path or fetch('pang-lee-reviews', verbose=False), read_pang_lee), POLARITY
 def _topics(path=None): return {'train': read_topic_folder(path or fetch('bbc-news', verbose=False))}, None
@@ -199,14 +213,22 @@ def _jigsaw(path=None):
     if path: return read_splits(path, lambda f: jigsaw_columns(read_table(f), Path(f).name)), TOXICITY
     return {'train': jigsaw_columns(from_hub('tcapelle/jigsaw-toxic-comment-classification-challenge')['train'].to_pandas(), 'hub')}, TOXICITY
 
-def _ag_news(path=None): return (read_splits(path, read_ag_news_csv), AG_NEWS) if path else hub_classlabel_frames(from_hub('fancyzhx/ag_news'))
+def _ag_news(path=None): return (read_splits(path, read_ag_news_csv), AG_NEWS) if path else hub_frames(from_hub('fancyzhx/ag_news'))
+
+def _named(label_names:dict|None) -> dict|None:
+    "Raw label → class name, in class order, keys as the readers' stripped strings."
+    return {str(k).strip(): str(v) for k, v in label_names.items()} if label_names else None
 
 def _file(path=None, text_col:str='text', label_col:str='label', label_names:dict|None=None):
     if not path: raise ClvqError(f"task 'file' reads your own data: pass path= to a {TABLE_FORMATS} file (or a folder of split files)")
-    names = {str(k).strip(): str(v) for k, v in label_names.items()} if label_names else None  # raw label → class name, in class order
-    return read_splits(path, lambda f: select_columns(read_table(f), text_col, label_col, Path(f).name)), names
+    return read_splits(path, lambda f: select_columns(read_table(f), text_col, label_col, Path(f).name)), _named(label_names)
 
-# %% ../nbs/01_data.ipynb #1ad6c1d0
+def _hub(path=None, text_col:str='text', label_col:str='label', label_names:dict|None=None, config:str|None=None, splits:dict|None=None):
+    if not path: raise ClvqError("task 'hub' reads a dataset of the Hugging Face hub: pass path= its id, e.g. stanfordnlp/imdb (or a local copy's folder)")
+    frames, names = hub_frames(from_hub(str(path), name=config), text_col, label_col, splits, f"{path}{f' ({config})' if config else ''}")
+    return frames, _named(label_names) or names
+
+# %% ../nbs/01_data.ipynb #ca3cc02f
 @dataclass(frozen=True)
 class Task:
     "A classification task: what it is, where its data comes from, how to read it."
@@ -223,12 +245,14 @@ TASKS = {t.name: t for t in [
     Task('jigsaw', 'Jigsaw Wikipedia comments, non-toxic / toxic (paper)', 'hub: tcapelle/jigsaw-toxic-comment-classification-challenge', _jigsaw),
     Task('ag-news', 'AG News: World / Sports / Business / Sci/Tech (paper)', 'hub: fancyzhx/ag_news', _ag_news),
     Task('file', 'your own CSV / JSON / JSONL / Parquet with text and label columns (text_col=, label_col=, label_names=)', 'path= only', _file),
+    Task('hub', 'any `datasets` dataset with text and label columns (config=, splits=, text_col=, label_col=, label_names=)', 'path= a hub id (owner/name)', _hub),
 ]}
 
 # %% ../nbs/01_data.ipynb #0fc82a3b
 def get_task(name:str) -> Task:
     "The registry entry for task `name`, with a clear error for an unknown one."
-    if name not in TASKS: raise ClvqError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)} (use 'file' with path= for your own data)")
+    if name not in TASKS: raise ClvqError(f"unknown task {name!r}; known tasks: {', '.join(TASKS)} (use 'file' with path= for your own file, "
+                                          f"'hub' with path= for a dataset of the Hugging Face hub, e.g. path={name!r})")
     return TASKS[name]
 
 def load_task(name:str='sentiment', # a name in `TASKS`

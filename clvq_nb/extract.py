@@ -5,8 +5,9 @@
 # %% ../nbs/03_extract.ipynb #a89543ec
 from __future__ import annotations
 import inspect, json, mmap, os, shutil, tempfile, time
+from dataclasses import dataclass
 from pathlib import Path
-import numpy as np, pyarrow as pa, torch, datasets
+import numpy as np, pyarrow as pa, torch, datasets, tokenizers
 from datasets.arrow_writer import ArrowWriter
 from fastcore.basics import patch
 from tqdm.auto import tqdm
@@ -17,47 +18,121 @@ from .data import data_sha
 from .models import is_decoder_only, max_tokens
 
 # %% auto #0
-__all__ = ['AGGREGATIONS', 'TEXT_MODELS', 'token_words', 'encode_words', 'plan_words', 'token_rows', 'aggregate',
-           'sentence_positions', 'has_classifier', 'forward', 'VectorFile', 'tokenizer_sha', 'model_identity',
-           'fingerprint', 'fingerprint_diff', 'layer_stack', 'check_layers', 'check_data', 'plan_batches',
-           'truncation_report', 'store_damage', 'extract', 'ActivationStore', 'first_nonfinite']
+__all__ = ['WORD_SPLITS', 'AGGREGATIONS', 'TEXT_MODELS', 'word_spans', 'check_word_split', 'pretokens', 'TextWords',
+           'split_words', 'token_words', 'encode_words', 'plan_words', 'token_rows', 'aggregate', 'sentence_positions',
+           'has_classifier', 'forward', 'VectorFile', 'tokenizer_sha', 'model_identity', 'fingerprint',
+           'fingerprint_diff', 'layer_stack', 'check_layers', 'check_data', 'plan_batches', 'truncation_report',
+           'store_damage', 'extract', 'ActivationStore', 'first_nonfinite']
 
 # %% ../nbs/03_extract.ipynb #2ea8b57f
+_WHITESPACE = np.array([c for c in range(0x3001) if chr(c).isspace()], np.uint32)  # every code point str.split() splits on
+
+def _text_starts(texts:list) -> np.ndarray: return np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])  # texts joined by '\n'
+
+def word_spans(texts:list, # the texts of a batch
+               pieces:tuple|None=None, # (start, end) arrays of the pieces words must not cross, in the same coordinates; None: whitespace words
+              ) -> tuple: # (start, end, text index) of every word, in characters of the texts joined by '\n'
+    "Character spans of the words of `texts` laid end to end one newline apart: runs of non-space characters inside one piece."
+    codes = np.frombuffer('\n'.join(texts).encode('utf-32-le'), np.uint32)
+    piece = np.zeros(len(codes), np.int64)  # each character's piece; -1: none
+    if pieces is not None:
+        s, n = pieces[0], pieces[1] - pieces[0]; piece[:] = -1
+        piece[np.repeat(s - np.cumsum(n) + n, n) + np.arange(n.sum())] = np.repeat(np.arange(len(n)), n)
+    key = np.where(np.isin(codes, _WHITESPACE), -1, piece)
+    edge = np.flatnonzero(np.diff(key, prepend=-2, append=-2)); word = key[edge[:-1]] >= 0  # where each run of one key starts
+    start, end = edge[:-1][word], edge[1:][word]
+    return start, end, np.searchsorted(_text_starts(texts), start, side='right') - 1
+
+# %% ../nbs/03_extract.ipynb #b4f0398b
+WORD_SPLITS = ('whitespace', 'pretokenizer')
+
+def check_word_split(tokenizer, word_split:str):
+    "Refuse an unknown word splitting, and pre-tokenizer words with a tokenizer that has no pre-tokenizer."
+    if word_split not in WORD_SPLITS: raise ClvqError(f"word_split {word_split!r} is unknown: use one of {WORD_SPLITS}")
+    if word_split == 'pretokenizer' and getattr(getattr(tokenizer, 'backend_tokenizer', None), 'pre_tokenizer', None) is None:
+        raise ClvqError(f"{type(tokenizer).__name__} has no pre-tokenizer to split words with (a slow tokenizer, or one that cuts whole texts "
+                        "into subwords, like LLaMA's first SentencePiece tokenizers): use word_split='whitespace'")
+
+def pretokens(tokenizer, # a fast tokenizer with a pre-tokenizer
+              texts:list, # the texts of a batch
+             ) -> tuple: # (start, end) of every piece, in characters of the texts joined by '\n'
+    "Spans of the pieces that the tokenizer's normalizer and pre-tokenizer cut `texts` into, in the texts' own characters."
+    b, spans, base = tokenizer.backend_tokenizer, [], 0
+    for t in texts:  # one call into the tokenizer per text
+        p = tokenizers.PreTokenizedString(t)
+        if b.normalizer is not None: p.normalize(b.normalizer.normalize)
+        b.pre_tokenizer.pre_tokenize(p)
+        spans += [(base + s, base + e) for _, (s, e), _ in p.get_splits('original', 'char')]; base += len(t) + 1
+    spans = np.array(spans, np.int64).reshape(-1, 2)
+    return spans[:, 0], spans[:, 1]
+
+# %% ../nbs/03_extract.ipynb #8f5df184
+@dataclass
+class TextWords:
+    "The words of a batch of texts, and where each lies in its text as given and in the text the model reads."
+    texts:list # what the model reads: each text with its whitespace collapsed to single spaces
+    words:np.ndarray # (W,) the words (an object array), texts one after another
+    counts:np.ndarray # (B,) words per text
+    start:np.ndarray; end:np.ndarray # (W,) each word's characters in its text as given: text[start:end] is the word
+    read_start:np.ndarray # (W,) its first character in the text the model reads
+
+def split_words(texts:list, # the texts of a batch
+                tokenizer=None, # a fast tokenizer (for word_split='pretokenizer')
+                word_split:str='whitespace', # 'whitespace' (`str.split()`) or 'pretokenizer' (the tokenizer's pieces, cut at whitespace)
+               ) -> TextWords:
+    "Split a batch of texts into words and say where each word lies."
+    check_word_split(tokenizer, word_split)
+    read = [' '.join(t.split()) for t in texts]
+    given, as_read = word_spans(texts), word_spans(read)  # the same whitespace words, before and after collapsing
+    start, end, text = as_read if word_split == 'whitespace' else word_spans(read, pretokens(tokenizer, read))
+    j = np.searchsorted(as_read[0], start, side='right') - 1; shift = given[0][j] - as_read[0][j]  # each word's whitespace word moved this far
+    joined, base, read_base = '\n'.join(read), _text_starts(texts)[text], _text_starts(read)[text]
+    return TextWords(read, np.array([joined[a:b] for a, b in zip(start, end)], dtype=object), np.bincount(text, minlength=len(texts)),
+                     start + shift - base, end + shift - base, start - read_base)
+
+def _text_words(words:TextWords|list) -> TextWords:
+    "`words` as a `TextWords`: lists of words are joined by single spaces and split at whitespace."
+    return words if isinstance(words, TextWords) else split_words([' '.join(w) for w in words])
+
+# %% ../nbs/03_extract.ipynb #6544db05
 def token_words(offsets:np.ndarray, # (B, T, 2) character span of each token in its text
                 real:np.ndarray,    # (B, T) True for tokens that are neither special nor padding
                 n_words:np.ndarray, # (B,) number of words in each text
-                word_lens:np.ndarray, # (sum(n_words),) characters in each word, texts one after another
+                starts:np.ndarray, ends:np.ndarray, # (sum(n_words),) each word's characters in its text, texts one after another
+                text_lens:np.ndarray, # (B,) characters in each text
                ) -> np.ndarray:     # (B, T) index of each token's word in its text, -1 for none
-    "Map every token to the whitespace word holding its last character, for texts whose words are joined by single spaces."
-    starts = np.cumsum(word_lens + 1) - (word_lens + 1)  # each word's start, all texts laid end to end one space apart
-    first = np.cumsum(n_words) - n_words                 # index of each text's first word
-    last_char = starts[first][:, None] + offsets[..., 1] - 1
-    k = np.searchsorted(starts, last_char, side='right') - 1
-    inside = real & (offsets[..., 1] > offsets[..., 0]) & (last_char < starts[k] + word_lens[k])
+    "Map every token to the word holding its last character."
+    base = np.cumsum(text_lens + 1) - (text_lens + 1)  # each text's start, all texts laid end to end one character apart
+    first, at = np.cumsum(n_words) - n_words, np.repeat(base, n_words)  # each text's first word; each word's text start
+    if not len(at): return np.full(real.shape, -1)
+    s, e, last_char = starts + at, ends + at, base[:, None] + offsets[..., 1] - 1
+    k = np.maximum(np.searchsorted(s, last_char, side='right') - 1, 0)
+    inside = real & (offsets[..., 1] > offsets[..., 0]) & (last_char >= s[k]) & (last_char < e[k])
     return np.where(inside, k - first[:, None], -1)
 
-# %% ../nbs/03_extract.ipynb #b4f0398b
+# %% ../nbs/03_extract.ipynb #f2b28efd
 def encode_words(tokenizer,         # a fast (Rust) Hugging Face tokenizer
-                 words:list,        # list of word lists
+                 words:TextWords|list, # from `split_words`, or a list of word lists
                  max_length:int|None=None, # truncate to this many tokens; None: no truncation
                 ) -> tuple:         # (dict of numpy arrays, token -> word (B, T), content position (B, T))
-    "Tokenize word lists joined by single spaces; map tokens to words."
+    "Tokenize the texts as the model reads them; map tokens to words."
     if not getattr(tokenizer, 'is_fast', False):
         raise ClvqError(f"{type(tokenizer).__name__} is a slow tokenizer without character offsets: load a fast one (AutoTokenizer.from_pretrained(..., use_fast=True))")
     if tokenizer.pad_token is None:
         raise ClvqError("the tokenizer has no padding token: set one, e.g. tokenizer.pad_token = tokenizer.eos_token")
-    enc = tokenizer([' '.join(w) for w in words], padding=True, truncation=max_length is not None, max_length=max_length,
+    w = _text_words(words)
+    enc = tokenizer(w.texts, padding=True, truncation=max_length is not None, max_length=max_length,
                     return_offsets_mapping=True, return_special_tokens_mask=True, verbose=False)
     enc = {k: np.array(v) for k, v in enc.items()}  # faster than return_tensors='np'
     real = (enc['attention_mask'] == 1) & (enc['special_tokens_mask'] == 0)
-    n = np.array([len(w) for w in words]); lens = np.fromiter((len(x) for w in words for x in w), np.int64, n.sum())
-    return enc, token_words(enc['offset_mapping'], real, n, lens), np.cumsum(real, 1) - 1
+    tw = token_words(enc['offset_mapping'], real, w.counts, w.read_start, w.read_start + w.end - w.start, np.array([len(t) for t in w.texts]))
+    return enc, tw, np.cumsum(real, 1) - 1
 
 # %% ../nbs/03_extract.ipynb #d69b308a
-def plan_words(tokenizer, words:list, max_length:int) -> dict:
+def plan_words(tokenizer, words:TextWords|list, max_length:int) -> dict:
     "Tokenize whole texts and decide which words fit in `max_length` tokens; per-word `kept` and per-text counts."
-    enc, tw, pos = encode_words(tokenizer, words)
-    n = np.array([len(w) for w in words]); sent = np.repeat(np.arange(len(n)), n)
+    words = _text_words(words); enc, tw, pos = encode_words(tokenizer, words)
+    n = words.counts; sent = np.repeat(np.arange(len(n)), n)
     budget = max_length - tokenizer.num_special_tokens_to_add()  # room left for the text's own tokens
     flat, has = (np.cumsum(n) - n)[:, None] + tw, tw >= 0
     last = np.full(n.sum(), -1); np.maximum.at(last, flat[has], pos[has])  # each word's last content position
@@ -172,15 +247,17 @@ def model_identity(model, tokenizer) -> dict:
                 weights_sha=short_sha(*weights), tokenizer_sha=tokenizer_sha(tokenizer))
 
 
+
 # %% ../nbs/03_extract.ipynb #eec69204
-def fingerprint(model, tokenizer, data, layers, aggregation, dtype, max_length, task, split, text_col, label_col) -> dict:
+def fingerprint(model, tokenizer, data, layers, aggregation, dtype, max_length, task, split, text_col, label_col, word_split) -> dict:
     "Everything that determines a store's contents, as a JSON-ready dict."
-    import tokenizers, transformers
+    import transformers
     cols = [text_col] + ([label_col] if label_col else [])
     return json.loads(json.dumps(dict(
         format=1, model=model_identity(model, tokenizer), task=task, split=split,
-        data=dict(rows=len(data), columns=cols, sha=data_sha(data, cols)), layers=layers, aggregation=aggregation,
-        dtype=dtype, max_length=max_length, versions={m.__name__: m.__version__ for m in (clvq_nb, torch, transformers, tokenizers, datasets)})))
+        data=dict(rows=len(data), columns=cols, sha=data_sha(data, cols)), layers=layers, aggregation=aggregation, dtype=dtype, max_length=max_length,
+        **({} if word_split == 'whitespace' else dict(word_split=word_split)),  # the paper's words, the only ones before: stores made then keep their fingerprint
+        versions={m.__name__: m.__version__ for m in (clvq_nb, torch, transformers, tokenizers, datasets)})))
 
 def fingerprint_diff(old:dict, new:dict, prefix:str='') -> list:
     "Dotted keys whose values differ between two fingerprints."
@@ -237,16 +314,17 @@ def plan_batches(lengths:np.ndarray, batch_size:int=64, batch_tokens:int=4096) -
     return batches
 
 # %% ../nbs/03_extract.ipynb #b5aa022a
-def _plan_corpus(folder:Path, tokenizer, data, text_col:str, max_length:int, chunk:int=256) -> dict:
+def _plan_corpus(folder:Path, tokenizer, data, text_col:str, max_length:int, word_split:str, chunk:int=256) -> dict:
     "First pass: split and tokenize every text, write the kept words to words.arrow; per-text counts."
-    parts, feats = [], datasets.Features(word=datasets.Value('string'), sentence=datasets.Value('int64'), position=datasets.Value('int32'))
+    parts, (i32, i64) = [], (datasets.Value('int32'), datasets.Value('int64'))
+    feats = datasets.Features(word=datasets.Value('string'), sentence=i64, position=i32, start=i32, end=i32)
     with ArrowWriter(features=feats, path=str(folder/'words.arrow')) as w:
         for s in range(0, len(data), chunk):
-            words = [t.split() for t in data[s:s + chunk][text_col]]
+            words = split_words(data[s:s + chunk][text_col], tokenizer, word_split)
             p = plan_words(tokenizer, words, max_length)
-            n = np.array([len(ws) for ws in words]); keep = np.flatnonzero(p.pop('kept'))
-            w.write_batch({'word': pa.array([x for ws in words for x in ws]).take(keep), 'sentence': s + np.repeat(np.arange(len(n)), n)[keep],
-                           'position': (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))[keep]})
+            n = words.counts; keep = np.flatnonzero(p.pop('kept'))
+            w.write_batch({'word': words.words[keep], 'sentence': s + np.repeat(np.arange(len(n)), n)[keep],
+                           'position': (np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n))[keep], 'start': words.start[keep], 'end': words.end[keep]})
             parts.append(p)
         w.finalize()
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
@@ -260,14 +338,14 @@ def _vector_files(folder:Path, plan:dict, layers:list, d:int|None, dtype:str) ->
     return files or {(kind, l): VectorFile.reopen(folder/kind/f'layer_{l}.arrow', at, d, dtype) for (kind, l), at in body_at.items()}, d
 
 def _write_vectors(folder:Path, model, tokenizer, data, plan:dict, layers:list, aggregation:str, dtype:str,
-                   batch_size:int, batch_tokens:int, text_col:str, max_length:int, verbose:bool) -> tuple:
+                   batch_size:int, batch_tokens:int, text_col:str, max_length:int, word_split:str, verbose:bool) -> tuple:
     "Second pass: forward this process's batches, write word and sentence vectors; return predicted labels (-1 without a classifier) and width."
     decoder_only, preds, files = is_decoder_only(model.config), np.full(len(data), -1), None
     offsets, todt, (rank, world) = np.cumsum(plan['n_kept']) - plan['n_kept'], getattr(torch, dtype), rank_world()
     mine = plan_batches(np.minimum(plan['n_tokens'], max_length), batch_size, batch_tokens)[rank::world]
     bar, t0, done = tqdm(total=sum(map(len, mine)), unit='text', disable=not verbose), time.perf_counter(), 0
     for idx in mine:
-        enc, tw, pos = encode_words(tokenizer, [t.split() for t in data[idx][text_col]], max_length)
+        enc, tw, pos = encode_words(tokenizer, split_words(data[idx][text_col], tokenizer, word_split), max_length)
         rows = token_rows(tw, pos, plan['use'][idx])
         hidden, mask, pred = forward(model, enc, layers, decoder_only)
         wv = aggregate(hidden, torch.as_tensor(rows, device=hidden.device), aggregation).to(todt)
@@ -326,7 +404,7 @@ def truncation_report(plan:dict, max_length:int) -> dict:
 def _write_metadata(folder:Path, model, data, fp:dict, plan:dict, preds:np.ndarray, d:int, label_col:str|None, text_col:str, t0:float) -> dict:
     "Write sentences.arrow, then metadata.json (which marks the store complete); return the metadata."
     _write_sentences(folder, data, plan, preds, text_col, label_col)
-    meta = dict(fingerprint=fp, layers=fp['layers'], dims={str(l): d for l in fp['layers']}, dtype=fp['dtype'], aggregation=fp['aggregation'],
+    meta = dict(fingerprint=fp, layers=fp['layers'], dims={str(l): d for l in fp['layers']}, dtype=fp['dtype'], aggregation=fp['aggregation'], word_split=fp.get('word_split', 'whitespace'),
                 sentence_token='last real token' if is_decoder_only(model.config) else 'first token (CLS)',
                 label_names=data.features[label_col].names if label_col and isinstance(data.features[label_col], datasets.ClassLabel) else None,
                 num_sentences=len(data), num_words=int(plan['n_kept'].sum()), truncation=truncation_report(plan, fp['max_length']),
@@ -338,14 +416,15 @@ def _write_metadata(folder:Path, model, data, fp:dict, plan:dict, preds:np.ndarr
 def _build(folder:Path, model, tokenizer, data, fp:dict, batch_size:int, batch_tokens:int, text_col:str, label_col:str|None, verbose:bool) -> dict:
     "Write a complete store into `folder`; return its metadata."
     t0, layers, max_length = time.perf_counter(), fp['layers'], fp['max_length']
-    plan = on_rank0(_plan_corpus, folder, tokenizer, data, text_col, max_length)
+    plan = on_rank0(_plan_corpus, folder, tokenizer, data, text_col, max_length, fp.get('word_split', 'whitespace'))
     report = truncation_report(plan, max_length)
     if verbose and (report['texts_truncated'] or report['words_without_tokens']):
         print(f"{report['texts_truncated']:,} of {len(data):,} texts truncated at {max_length} tokens ({report['words_cut_off']:,} words dropped); "
               f"{report['words_without_tokens']:,} words without tokens dropped; see metadata['truncation']")
     if not report['words_kept']: raise ClvqError(f"no word fits in max_length={max_length} tokens: raise max_length")
     with torch.inference_mode():
-        preds, d = _write_vectors(folder, model, tokenizer, data, plan, layers, fp['aggregation'], fp['dtype'], batch_size, batch_tokens, text_col, max_length, verbose)
+        preds, d = _write_vectors(folder, model, tokenizer, data, plan, layers, fp['aggregation'], fp['dtype'], batch_size, batch_tokens, text_col,
+                                  max_length, fp.get('word_split', 'whitespace'), verbose)
     return on_rank0(_write_metadata, folder, model, data, fp, plan, preds, d, label_col, text_col, t0)
 
 # %% ../nbs/03_extract.ipynb #3fc73eaf
@@ -404,16 +483,17 @@ def extract(model,               # a Hugging Face model: encoder or decoder-only
             max_length:int|None=None, # tokens per text; None: the model's limit
             task:str|None=None, split:str|None=None, # names recorded in the fingerprint
             text_col:str='text', label_col:str|None='label', # label_col=None for unlabelled text
+            word_split:str='whitespace', # words: 'whitespace' (`str.split()`, the paper's) or 'pretokenizer' (the tokenizer's own: punctuation apart)
             verbose:bool=True,       # progress bar and messages
            ) -> ActivationStore:
     "Extract word and sentence vectors of `layers` for every text of `data` into a store; reuse a complete matching one."
     rank, world = init_distributed(); verbose = verbose and rank == 0
     if aggregation not in AGGREGATIONS: raise ClvqError(f"aggregation {aggregation!r} is unknown: use one of {AGGREGATIONS}")
     if dtype not in ('float16', 'float32'): raise ClvqError(f"dtype {dtype!r} is not supported: use 'float16' or 'float32'")
-    layers = check_layers(model, layers); check_data(data, text_col, label_col); data = data.with_format(None)
+    check_word_split(tokenizer, word_split); layers = check_layers(model, layers); check_data(data, text_col, label_col); data = data.with_format(None)
     limit = max_tokens(model, tokenizer); max_length = max_length or limit
     if max_length > limit: raise ClvqError(f"max_length={max_length} is more than the model takes ({limit} tokens): leave it out, or give at most {limit}")
-    fp = fingerprint(model, tokenizer, data, layers, aggregation, dtype, max_length, task, split, text_col, label_col)
+    fp = fingerprint(model, tokenizer, data, layers, aggregation, dtype, max_length, task, split, text_col, label_col, word_split)
     path = Path(path).expanduser() if path else cache_dir()/'activations'/f"{task or 'data'}-{split or 'all'}-{json_sha(fp)}"
     if (store := _reuse(path, fp, verbose)) is not None: return store
     tmp, training = on_rank0(_temp_folder, path), model.training
@@ -495,6 +575,20 @@ def words(self:ActivationStore) -> np.ndarray:
 def sentence_words(self:ActivationStore, i:int) -> list:
     "The kept words of text `i`."
     return self.words[self.offsets[i]:self.offsets[i + 1]].tolist()
+
+@patch(as_prop=True)
+def word_split(self:ActivationStore) -> str:
+    "How the texts were split into words: 'whitespace' or 'pretokenizer' (stores from before the setting: whitespace)."
+    return self.metadata.get('word_split', 'whitespace')
+
+@patch(as_prop=True)
+def spans(self:ActivationStore) -> tuple:
+    "(start, end) of every kept word's characters in its text: `texts[i][start:end]` is the word."
+    t = self._words.data
+    if 'start' in t.column_names: return t.column('start').to_numpy(), t.column('end').to_numpy()
+    tw = split_words(self.texts)  # a store of an older clvq_nb: its words are whitespace words, found by text and position
+    i = (np.cumsum(tw.counts) - tw.counts)[t.column('sentence').to_numpy()] + t.column('position').to_numpy()
+    return tw.start[i], tw.end[i]
 
 @patch(as_prop=True)
 def labels(self:ActivationStore) -> np.ndarray:

@@ -21,7 +21,7 @@ from transformers.utils import ModelOutput
 from .core import ClvqError, default_device, json_sha, write_atomic
 from .assets import cache_dir
 from .models import collate, encode, load_model, max_tokens
-from .extract import TEXT_MODELS, encode_words, layer_stack, plan_words, token_rows
+from .extract import TEXT_MODELS, encode_words, layer_stack, plan_words, split_words, token_rows
 
 # %% auto #0
 __all__ = ['MATCHED', 'CONDITIONS', 'RETRAINED', 'HiddenSite', 'hidden_sites', 'hidden_site', 'feeding', 'frozen',
@@ -231,26 +231,27 @@ def word_attributions(model, # a fine-tuned `*ForSequenceClassification` model
                       max_length:int|None=None, # tokens per text; None: the model's limit (as `extract`)
                       progress:bool=True, # show a progress bar
                       expected=None, # (texts,) words per text of the store the result must line up with (`np.diff(store.offsets)`): checked first
+                      word_split:str='whitespace', # how texts are split into words, as the store was (`store.word_split`)
                      ) -> WordAttributions:
     "Integrated Gradients of the predicted class at hidden state `layer`, summed over subwords to the store's kept words."
-    words, dev = [t.split() for t in texts], next(model.parameters()).device
+    words, dev = split_words(texts, tokenizer, word_split), next(model.parameters()).device
     max_length = max_length or max_tokens(model, tokenizer)
     plan = plan_words(tokenizer, words, max_length); offsets = np.r_[0, np.cumsum(plan['n_kept'])]
     if expected is not None and (bad := np.flatnonzero(plan['n_kept'] != np.asarray(expected))).size:
-        raise ClvqError(f"this tokenizer keeps other words than the store in {len(bad)} of {len(words)} texts (text {bad[0]}: {plan['n_kept'][bad[0]]} words, the store "
+        raise ClvqError(f"this tokenizer keeps other words than the store in {len(bad)} of {len(texts)} texts (text {bad[0]}: {plan['n_kept'][bad[0]]} words, the store "
                         f"{np.asarray(expected)[bad[0]]}): compute saliency with the classifier and tokenizer the store was extracted with")
-    scores, preds, gap = np.zeros(offsets[-1], np.float32), np.zeros(len(words), np.int64), np.zeros(len(words), np.float32)
+    scores, preds, gap = np.zeros(offsets[-1], np.float32), np.zeros(len(texts), np.int64), np.zeros(len(texts), np.float32)
     order = np.argsort(plan['n_tokens'], kind='stable'); model.eval()
     for s in tqdm(range(0, len(order), batch_size), desc='saliency (Integrated Gradients)', leave=False, disable=not progress):
         idx = order[s:s + batch_size]
-        enc, tw, pos = encode_words(tokenizer, [words[i] for i in idx], max_length)
+        enc, tw, pos = encode_words(tokenizer, split_words([texts[i] for i in idx], tokenizer, word_split), max_length)
         inputs = {k: torch.as_tensor(enc[k], device=dev) for k in ('input_ids', 'attention_mask')}
         special = torch.as_tensor(enc['special_tokens_mask'], device=dev)
         attr, preds[idx], gap[idx] = (t.cpu().numpy() for t in integrated_gradients(model, inputs, special, layer, steps, baseline))
         rows = token_rows(tw, pos, plan['use'][idx]); ok = rows >= 0
         dest = np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in idx])  # the store's rows of this batch's words
         scores[dest] = np.bincount(rows[ok], attr[ok], len(dest))
-    kept = np.array([w for ws in words for w in ws], dtype=object)[plan['kept']]
+    kept = words.words[plan['kept']]
     return WordAttributions(scores, offsets, [kept[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:])], preds, gap)
 
 # %% ../nbs/10_faithfulness.ipynb #fde81156
@@ -269,7 +270,7 @@ def cached_saliency(classifier:str|Path, # folder of the fine-tuned classifier (
         except (json.JSONDecodeError, UnicodeDecodeError): cached = {}  # a damaged file is computed again
         if cached.get('key') == json.loads(json.dumps(key, default=str)) and len(cached.get('salient', [])) == len(store): return np.array(cached['salient'])
     model, tok = load_model(classifier, num_labels=len(store.label_names), device=device)
-    salient = word_attributions(model, tok, store.texts, layer, steps=steps, progress=progress, expected=np.diff(store.offsets)).salient
+    salient = word_attributions(model, tok, store.texts, layer, steps=steps, progress=progress, expected=np.diff(store.offsets), word_split=store.word_split).salient
     write_atomic(path, json.dumps(dict(key=key, salient=salient.tolist()), default=str))
     return salient
 

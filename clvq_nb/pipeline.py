@@ -29,15 +29,18 @@ class PipelineConfig:
     "Every setting of a `clvq run`; saved as OUT/config.json."
     out:str='runs/demo' # output folder
     model:str='minilm' # embedded name (minilm, smollm2, mpnet), local folder or hub id
-    task:str='sentiment' # a task of `clvq_nb.data.TASKS`
-    data:str|None=None # local file or folder for the task
-    text_col:str='text' # column of the texts in your file (task 'file')
-    label_col:str='label' # column of the labels in your file (task 'file')
-    label_names:dict|None=None # raw label → class name, in class order (task 'file'), e.g. {0: 'negative', 1: 'positive'}
+    task:str='sentiment' # a task of `clvq_nb.data.TASKS`; file: your own file; hub: a dataset of the Hugging Face hub
+    data:str|None=None # local file or folder for the task; for task hub, the dataset's hub id (owner/name) or a local copy's folder
+    data_config:str|None=None # the hub dataset's configuration (task hub), e.g. plain_text
+    data_splits:dict|None=None # our split → the hub dataset's (task hub), e.g. {test: validation}; its train stays train unless named; None: those named so
+    text_col:str='text' # column of the texts in your data (tasks file and hub)
+    label_col:str='label' # column of the labels in your data (tasks file and hub)
+    label_names:dict|None=None # raw label → class name, in class order (tasks file and hub), e.g. {0: 'negative', 1: 'positive'}
     layers:list|None=None # [l, h]; None: `default_layer_pair`
     downward:bool=False # accept layers [l, h] with h <= l (a map down, or onto the same layer)
     splits:list=field(default_factory=lambda: ['train', 'test']) # splits to extract (train and test are needed downstream)
     aggregation:str='last' # subwords to word: first, last or mean
+    word_split:str='whitespace' # words: whitespace (the paper's) or pretokenizer (the tokenizer's own pre-tokenizer: punctuation apart)
     dtype:str='float16' # store precision
     limit:int|None=None # about N texts of each split, each class in proportion (seeded; a quick look)
     finetune:bool=True # fine-tune a classifier first (False: the base model, no predictions)
@@ -60,12 +63,16 @@ def train_config(self:PipelineConfig, layer_in:int, layer_out:int):
     from clvq_nb.train import preset
     return preset(self.preset, layer_in, layer_out, model=dict(self.clvq), **{'seed': self.seed, **self.train})
 
+_DATA_OPTIONS = dict(text_col='text_col', label_col='label_col', label_names='label_names', data_config='config', data_splits='splits')  # setting → `load_task` option
+
 def data_options(cfg:PipelineConfig) -> dict:
-    "The options of `load_task` for your own file (`text_col`, `label_col`, `label_names`); none for a packaged task."
-    given = {k: v for k, v in dict(text_col=cfg.text_col, label_col=cfg.label_col, label_names=cfg.label_names).items()
-             if v != PipelineConfig.__dataclass_fields__[k].default}
-    if given and cfg.task != 'file': raise ClvqError(f"{', '.join(given)} name(s) the columns and labels of your own file: use them with --task file --data FILE")
-    return given
+    "The options of `load_task` for your own data (tasks file and hub): columns, label names, a hub dataset's config and splits; none for a packaged task."
+    given = {k: getattr(cfg, k) for k in _DATA_OPTIONS if getattr(cfg, k) != PipelineConfig.__dataclass_fields__[k].default}
+    if (hub_only := [k for k in given if k.startswith('data_')]) and cfg.task != 'hub':
+        raise ClvqError(f"{', '.join(hub_only)} choose(s) a hub dataset's configuration and splits: use them with --task hub --data OWNER/NAME")
+    if given and cfg.task not in ('file', 'hub'):
+        raise ClvqError(f"{', '.join(given)} name(s) the columns and labels of your own data: use them with --task file --data FILE (or --task hub --data OWNER/NAME)")
+    return {_DATA_OPTIONS[k]: v for k, v in given.items()}
 
 def _classifier_options(cfg:PipelineConfig) -> dict:
     "`cfg.classifier`, checked against `finetune`'s options (none for a ready classifier)."
@@ -90,7 +97,8 @@ def from_dict(cls:PipelineConfig, d:dict, source:str='the configuration') -> Pip
         raise ClvqError(f"unknown setting(s) {unknown} in {source}; known settings: {', '.join(known)}.")
     for k in ('train', 'clvq', 'classifier', 'judge'):
         if not isinstance(d.get(k, {}), dict) and not (k == 'classifier' and isinstance(d[k], str)): raise ClvqError(f"`{k}` in {source} must be a table of settings, not {d[k]!r}.")
-    if not isinstance(d.get('label_names') or {}, dict): raise ClvqError(f"`label_names` in {source} must be a table of raw label → name, not {d['label_names']!r}.")
+    for k, what in (('label_names', 'raw label → name'), ('data_splits', 'our split → the hub split')):
+        if not isinstance(d.get(k) or {}, dict): raise ClvqError(f"`{k}` in {source} must be a table of {what}, not {d[k]!r}.")
     cfg = cls(**d); _check_numbers(cfg.train_config(0, 1), source); _classifier_options(cfg); data_options(cfg)
     return cfg
 
@@ -154,7 +162,7 @@ def stage_extract(cfg:PipelineConfig) -> dict:
     model, tok = load_model(source, num_labels=len(task['train'].features['label'].names) if ft['finetuned'] else None, device=cfg.device)
     layers = list(cfg.layers or default_layer_pair(model.config.num_hidden_layers))
     subset = lambda d: stratified_sample(d, cfg.limit, cfg.seed)
-    stores = {s: extract(model, tok, subset(task[s]), layers, out/'stores'/s, aggregation=cfg.aggregation, dtype=cfg.dtype,
+    stores = {s: extract(model, tok, subset(task[s]), layers, out/'stores'/s, aggregation=cfg.aggregation, dtype=cfg.dtype, word_split=cfg.word_split,
                          task=cfg.task, split=s if not cfg.limit else f'{s}[{cfg.limit} stratified, seed {cfg.seed}]') for s in cfg.splits}
     summary = dict(model=cfg.model, finetuned=ft['finetuned'], task=cfg.task, layers=layers,
                    stores={s: dict(path=str(st.path), texts=len(st), words=st.num_words, truncation=st.metadata.get('truncation'))
@@ -362,7 +370,7 @@ def _check_folds(cfg:PipelineConfig, test):
                         f"the {cfg.folds} folds of the faithfulness probes need at least {cfg.folds} of each class; give more data, a larger --limit, or fewer --folds")
 
 def preflight(cfg:PipelineConfig, stages):
-    "Check, before any work, what `stages` need: the device, the layer pair, the task's classes and sizes; one message each."
+    "Check, before any work, what `stages` need: the device, the layer pair, the task's classes and sizes, the word splitting; one message each."
     check_device(cfg.device)
     if cfg.layers and len(cfg.layers) == 2 and cfg.layers[1] <= cfg.layers[0] and not cfg.downward:
         l, h = cfg.layers
@@ -372,3 +380,7 @@ def preflight(cfg:PipelineConfig, stages):
         from clvq_nb.data import load_task
         test = load_task(cfg.task, path=cfg.data, seed=cfg.seed, **data_options(cfg))['test']  # checks the classes and the splits' sizes
         if 'evaluate' in stages: _check_folds(cfg, test)
+    if 'extract' in stages:  # before fine-tuning, not after it
+        from clvq_nb.extract import check_word_split
+        from clvq_nb.models import load_tokenizer
+        check_word_split(load_tokenizer(cfg.classifier if isinstance(cfg.classifier, str) else cfg.model) if cfg.word_split == 'pretokenizer' else None, cfg.word_split)

@@ -12,11 +12,11 @@ from .core import ClvqError, json_sha, sha256_file, write_folder
 from .assets import cache_dir, fetch
 
 # %% auto #0
-__all__ = ['LABEL_FAMILIES', 'POLARITY', 'TAGGER_COMPONENTS', 'POS_NAMES', 'afinn_lexicon', 'load_tagger', 'word_spans',
-           'align_spans', 'label_texts', 'valence', 'WordLabels', 'read_labels', 'word_labels', 'contingency',
-           'label_scores', 'type_stats', 'code_quality', 'quality_summary', 'match_codebooks', 'seed_stability',
-           'kmeans_concepts', 'distinctive_words', 'concept_names', 'identity_codes', 'method_quality', 'code_names',
-           'quality_study', 'save_study', 'plot_alignment', 'plot_stability']
+__all__ = ['LABEL_FAMILIES', 'POLARITY', 'TAGGER_COMPONENTS', 'POS_NAMES', 'afinn_lexicon', 'load_tagger', 'align_spans',
+           'label_texts', 'valence', 'WordLabels', 'read_labels', 'word_labels', 'contingency', 'label_scores',
+           'type_stats', 'code_quality', 'quality_summary', 'match_codebooks', 'seed_stability', 'kmeans_concepts',
+           'distinctive_words', 'concept_names', 'identity_codes', 'method_quality', 'code_names', 'quality_study',
+           'save_study', 'plot_alignment', 'plot_stability']
 
 # %% ../nbs/14a_concept_quality.ipynb #d68799ec
 LABEL_FAMILIES = ('pos', 'entity', 'polarity')
@@ -38,17 +38,6 @@ def load_tagger():
     return nlp
 
 # %% ../nbs/14a_concept_quality.ipynb #7e47629b
-_WHITESPACE = np.array([c for c in range(0x3001) if chr(c).isspace()], np.uint32)  # every code point str.split() splits on
-
-def word_spans(texts:list, # the texts of a batch
-              ) -> tuple:  # (start, end, text index) of every `str.split()` word, in characters of the texts joined by '\n'
-    "Character spans of the whitespace words of `texts` laid end to end, one newline apart, and the text of each."
-    codes = np.frombuffer('\n'.join(texts).encode('utf-32-le'), np.uint32)
-    edges = np.diff(np.r_[0, ~np.isin(codes, _WHITESPACE), 0].astype(np.int8))
-    start, end = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
-    text_start = np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])
-    return start, end, np.searchsorted(text_start, start, side='right') - 1
-
 def align_spans(start:np.ndarray, end:np.ndarray, # (W,) word spans
                 tok_start:np.ndarray, tok_end:np.ndarray, # (T,) token spans, sorted, in the same coordinates
                ) -> tuple: # (W,) token holding each word's first character (-1: none), (W,) True where word == token
@@ -68,10 +57,10 @@ def _strings(nlp, hashes:np.ndarray) -> np.ndarray:
 
 def label_texts(nlp, # from `load_tagger`
                 texts:list, # a batch of texts
+                start:np.ndarray, end:np.ndarray, # (W,) the words' spans, in characters of the texts joined by '\n'
                 batch_size:int=256, # texts per `nlp.pipe` batch
-               ) -> dict: # per `str.split()` word: 'pos', 'entity' (names, '' for none), 'exact' (bool), 'text' (index)
-    "Part of speech, entity type and exact-match flag of every whitespace word of `texts`, aligned by character offsets."
-    start, end, text = word_spans(texts)
+               ) -> dict: # per word: 'pos', 'entity' (names, '' for none), 'exact' (bool)
+    "Part of speech, entity type and exact-match flag of the words at `start:end` of `texts`, aligned by character offsets."
     arrays, base = [], 0
     for doc, t in zip(nlp.pipe(texts, batch_size=batch_size), texts):
         a = doc.to_array(['IDX', 'LENGTH', 'POS', 'ENT_TYPE']); a[:, 0] += base; arrays.append(a); base += len(t) + 1
@@ -79,7 +68,7 @@ def label_texts(nlp, # from `load_tagger`
     tok_start = a[:, 0].astype(np.int64)
     k, exact = align_spans(start, end, tok_start, tok_start + a[:, 1].astype(np.int64))
     pick = lambda col: np.where(k >= 0, _strings(nlp, a[np.maximum(k, 0), col]) if len(a) else '', '')
-    return dict(pos=pick(2), entity=pick(3), exact=exact, text=text)
+    return dict(pos=pick(2), entity=pick(3), exact=exact)
 
 # %% ../nbs/14a_concept_quality.ipynb #52583436
 def valence(words:np.ndarray, # (N,) words
@@ -109,25 +98,19 @@ def _tagger_key() -> dict:
                 lexicon=sha256_file(fetch('afinn-en', verbose=False)))
 
 # %% ../nbs/14a_concept_quality.ipynb #588c6107
-def _word_positions(store) -> tuple:
-    "(sentence, position in `text.split()`) of every kept word of an `ActivationStore`."
-    t = store.word_dataset.data
-    return t.column('sentence').to_numpy(), t.column('position').to_numpy()
-
 def _write_labels(folder:Path, store, nlp, lexicon:dict, chunk:int, batch_size:int) -> dict:
     "Label the store `chunk` texts at a time into folder/labels.arrow; return the counts."
-    sent, pos = _word_positions(store); offsets = np.asarray(store.offsets)
+    (start, end), sent, offsets = store.spans, store.word_dataset.data.column('sentence').to_numpy(), np.asarray(store.offsets)
     ent_names, n_exact, n_stop, t0 = tuple(nlp.get_pipe('ner').labels), 0, 0, time.perf_counter()
     schema = pa.schema([('pos', pa.int8()), ('entity', pa.int8()), ('valence', pa.int8()), ('exact', pa.bool_())])
     texts = store.dataset.select_columns(['text'])
     with pa.OSFile(str(folder/'labels.arrow'), 'wb') as f, pa.ipc.new_stream(f, schema) as w:
         for i, batch in enumerate(texts.iter(batch_size=chunk)):
-            lt = label_texts(nlp, batch['text'], batch_size)
-            first = np.r_[0, np.cumsum(np.bincount(lt['text'], minlength=len(batch['text'])))[:-1]]  # each text's first word
             rows = slice(offsets[i * chunk], offsets[min((i + 1) * chunk, len(store))])
-            at = first[sent[rows] - i * chunk] + pos[rows]
-            cols = [pd.Index(POS_NAMES).get_indexer(lt['pos'][at]).astype(np.int8), pd.Index(ent_names).get_indexer(lt['entity'][at]).astype(np.int8),
-                    valence(store.words[rows], lexicon), lt['exact'][at]]
+            at = np.cumsum([0] + [len(t) + 1 for t in batch['text']])[sent[rows] - i * chunk]  # each word's text in the batch joined by '\n'
+            lt = label_texts(nlp, batch['text'], at + start[rows], at + end[rows], batch_size)
+            cols = [pd.Index(POS_NAMES).get_indexer(lt['pos']).astype(np.int8), pd.Index(ent_names).get_indexer(lt['entity']).astype(np.int8),
+                    valence(store.words[rows], lexicon), lt['exact']]
             w.write_batch(pa.record_batch([pa.array(c) for c in cols], schema=schema))
             n_exact, n_stop = n_exact + int(cols[3].sum()), n_stop + int(pd.Series(store.words[rows]).str.lower().isin(nlp.Defaults.stop_words).sum())
     return dict(names=dict(pos=POS_NAMES, entity=ent_names, polarity=POLARITY), words=int(store.num_words),

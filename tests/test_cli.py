@@ -117,6 +117,8 @@ def test_config_file_and_flags(tmp_path):
     (['extract', '--task', 'file', '--data', '/nonexistent/data.csv'], '/nonexistent/data.csv'),
     (['extract', '--layers', '2', '9', '--no-finetune', '--limit', '4'], 'layer'),
     (['train'], 'run `clvq extract --out'),
+    (['extract', '--word-split', 'punctuation'], "word_split 'punctuation' is unknown"),
+    (['extract', '--data-config', 'plain_text'], 'use them with --task hub --data OWNER/NAME'),
 ])
 def test_errors_are_one_line(tmp_path, args, message):
     r = clvq(*args[:1], '--out', tmp_path, *args[1:], check=False)
@@ -160,3 +162,32 @@ def test_your_own_file_with_its_own_columns(tmp_path):
     assert meta['label_names'] == ['negative', 'positive'] and meta['num_sentences'] == 20
     r = clvq('extract', '--out', tmp_path/'o2', '--text-col', 'body', *own, check=False)
     assert r.returncode == 2 and "no column 'body'" in r.stderr and 'columns found: stars, review' in r.stderr, r.stderr
+
+def test_hub_dataset_and_word_split(tmp_path):
+    "A dataset in the hub's layout (a local copy: no network), its configuration and splits from a config file and flags, words split by the tokenizer."
+    import datasets
+    copy = tmp_path/'imdb-copy'; (copy/'plain').mkdir(parents=True)
+    feats = datasets.Features({'review': datasets.Value('string'), 'sentiment': datasets.ClassLabel(names=['neg', 'pos'])})
+    for split, n in (('train', 60), ('held_out', 20)):
+        datasets.Dataset.from_dict({'review': [f"a {'good' if i % 2 else 'bad'} film, number {i}." for i in range(n)], 'sentiment': [i % 2 for i in range(n)]},
+                                   features=feats).to_parquet(copy/'plain'/f'{split}.parquet')
+    (copy/'README.md').write_text('---\nconfigs:\n- config_name: plain\n  data_files:\n'
+                                  + ''.join(f'  - split: {s}\n    path: plain/{s}.parquet\n' for s in ('train', 'held_out')) + '---\n')
+    (tmp_path/'c.toml').write_text(f'task = "hub"\ndata = "{copy}"\ndata_config = "plain"\ntext_col = "review"\nlabel_col = "sentiment"\nword_split = "pretokenizer"\n')
+    r = subprocess.run(['clvq', 'extract', '--config', tmp_path/'c.toml', '--out', tmp_path/'o', '--set', 'data_splits.test=held_out',
+                        '--no-finetune', '--limit', '20', '--layers', '2', '4'], capture_output=True, text=True, timeout=900,
+                       env={**ENV, 'HF_DATASETS_CACHE': str(tmp_path/'hf-cache')})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert json.loads((tmp_path/'o'/'config.json').read_text())['data_splits'] == {'test': 'held_out'}
+    from clvq_nb.extract import ActivationStore
+    test = ActivationStore(tmp_path/'o'/'stores'/'test')
+    assert test.label_names == ['neg', 'pos'] and test.word_split == 'pretokenizer' and len(test) == 20
+    assert test.sentence_words(0)[-5:] == ['film', ',', 'number', test.texts[0].split()[-1][:-1], '.']   # the text's own punctuation, apart
+
+def test_hub_id_offline_is_one_line(tmp_path):
+    "Without the hub (offline mode: what no internet gives, without the retries), a hub id is one message, before any model is loaded."
+    r = subprocess.run(['clvq', 'run', '--task', 'hub', '--data', 'stanfordnlp/imdb', '--out', tmp_path/'o'], capture_output=True, text=True, timeout=300,
+                       env={**ENV, 'HF_HUB_OFFLINE': '1'})
+    lines = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and lines[-1].startswith("clvq: error: could not load 'stanfordnlp/imdb' from the Hugging Face hub") and 'Traceback' not in r.stderr, r.stderr[-2000:]
+    assert not (tmp_path/'o').exists()
