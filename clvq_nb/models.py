@@ -10,8 +10,11 @@ from pathlib import Path
 from typing import Callable
 import numpy as np, torch
 import transformers
+from torch import nn
+from tokenizers import normalizers, processors
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
+from transformers.modeling_outputs import SequenceClassifierOutput
 from tqdm.auto import tqdm
 import clvq_nb
 from .core import ClvqError, default_device, json_sha, sha256_file, short_sha, write_folder
@@ -19,9 +22,11 @@ from .assets import cache_dir, fetch
 from .data import SPLITS, data_sha, load_task
 
 # %% auto #0
-__all__ = ['MODELS', 'gguf_to_hf', 'smollm2_path', 'EmbeddedModel', 'model_path', 'is_decoder_only', 'load_config', 'prepend_bos',
-           'load_tokenizer', 'load_model', 'max_tokens', 'encode', 'collate', 'predict_logits', 'predict',
-           'finetune_key', 'train_classifier', 'accuracy', 'finetune']
+__all__ = ['MODELS', 'TEXT', 'PROMPTS', 'PROBE', 'gguf_to_hf', 'smollm2_path', 'EmbeddedModel', 'model_path', 'is_decoder_only',
+           'load_config', 'prepend_bos', 'load_tokenizer', 'load_model', 'max_tokens', 'encode', 'collate',
+           'predict_logits', 'predict', 'finetune_key', 'train_classifier', 'accuracy', 'finetune', 'prompt_settings',
+           'prompt_tokenizer', 'label_token_ids', 'PromptClassifier', 'check_prompt', 'prompt_model',
+           'load_prompt_classifier', 'prompt_classifier']
 
 # %% ../nbs/02_models.ipynb #852cf2e9
 def gguf_to_hf(gguf:Path, dest:Path) -> Path:
@@ -103,7 +108,8 @@ def load_model(name_or_path:str|Path='minilm', # registry name (see `MODELS`), l
                num_labels:int|None=None, # classes of a sequence-classification head; None: the base model
                device:str|torch.device|None=None, # default: `default_device()`
               ) -> tuple: # (model in eval mode, tokenizer)
-    "Load any Hugging Face model, encoder or decoder-only, and its tokenizer."
+    "Load any Hugging Face model, encoder or decoder-only, and its tokenizer; or the classifier in a `prompt_classifier` folder."
+    if (Path(str(name_or_path)).expanduser()/'prompt.json').is_file(): return load_prompt_classifier(name_or_path, num_labels, device)
     config, path = load_config(name_or_path), model_path(name_or_path)
     _check_head(config, num_labels, str(name_or_path))
     tok = load_tokenizer(name_or_path, config)
@@ -228,3 +234,146 @@ def finetune(model:str|Path='minilm', # registry name, local folder or hub id of
         files = {f.name: sha256_file(f) for f in sorted(p.iterdir()) if f.is_file()}  # what `_damage` checks before the cache is reused
         (p/'finetune.json').write_text(json.dumps(dict(record, files=files), indent=1))
     return write_folder(dest, write)
+
+# %% ../nbs/02_models.ipynb #2eeab5cf
+TEXT = '{text}'  # where each text goes in a prompt template
+_REVIEW = ('Review: {text}\nSentiment (positive or negative):', {'negative': ' negative', 'positive': ' positive'})
+PROMPTS = {'sentiment': _REVIEW, 'movie-reviews': _REVIEW, 'eraser-movie': _REVIEW,  # task -> (template, class -> label word)
+           'topics': ('Article: {text}\nTopic (business, politics, sports or tech):', {c: f' {c}' for c in ('business', 'politics', 'sports', 'tech')}),
+           'jigsaw': ('Comment: {text}\nToxic (yes or no):', {'non-toxic': ' no', 'toxic': ' yes'}),
+           'ag-news': ('Article: {text}\nTopic (world, sports, business or science):',
+                       {'World': ' world', 'Sports': ' sports', 'Business': ' business', 'Sci/Tech': ' science'})}
+
+def _label_words(words:list|dict, names:list) -> list:
+    "One label word per class, in class order, from a list in that order or a dict class name -> word."
+    if isinstance(words, dict) and sorted(map(str, words)) != sorted(names):
+        raise ClvqError(f"the label words name the classes {sorted(map(str, words))} and the task's classes are {names}: give one word for each of {names}")
+    words = [{str(k): v for k, v in words.items()}[n] for n in names] if isinstance(words, dict) else list(words)
+    if len(words) != len(names) or not all(isinstance(w, str) and w for w in words):
+        raise ClvqError(f"label words {words} do not match the task's {len(names)} classes {names}: give one non-empty word per class, in this order")
+    return words
+
+# %% ../nbs/02_models.ipynb #1936725d
+def prompt_settings(task:str, # the task (its default prompt, if it has one)
+                    names:list, # the task's class names, in class order
+                    template:str|None=None, # the prompt with `TEXT` where the text goes; None: the task's default
+                    label_words:list|dict|None=None, # one word per class; None: the task's default
+                   ) -> tuple: # (template, label words in class order)
+    "The prompt template and label words, given or the task's defaults, checked against each other and the task's classes."
+    default = PROMPTS.get(task)
+    if default is None and (template is None or label_words is None):
+        raise ClvqError(f"task {task!r} has no default prompt: give a prompt template with {TEXT} in it and label words, one per class of {names}")
+    template = default[0] if template is None else template
+    if not isinstance(template, str) or template.count(TEXT) != 1:
+        raise ClvqError(f"the prompt template {template!r} must hold the placeholder {TEXT} once, where each text goes "
+                        f"(it holds it {template.count(TEXT) if isinstance(template, str) else 0} times): e.g. 'Review: {TEXT}\\nSentiment:'")
+    return template, _label_words(default[1] if label_words is None else label_words, names)
+
+# %% ../nbs/02_models.ipynb #b1a6c97d
+PROBE = 'a fine, moving film'  # a text that finds where a template's tokens end and begin
+
+def _template_ids(tokenizer, template:str) -> tuple:
+    "Token ids of the prompt (`PROBE` as its text) as the tokenizer splits it whole: the template before the text, the text, the template after it."
+    before, after = template.split(TEXT); a, b = len(before), len(before) + len(PROBE)
+    enc = tokenizer(before + PROBE + after, add_special_tokens=False, return_offsets_mapping=True)
+    ids, (start, end) = np.array(enc['input_ids']), np.array(enc['offset_mapping']).reshape(-1, 2).T
+    return ids[end <= a].tolist(), ids[(end > a) & (start < b)].tolist(), ids[(end > a) & (start >= b)].tolist()
+
+def _text_alone(tokenizer) -> list: return tokenizer(PROBE, add_special_tokens=False)['input_ids']
+
+# %% ../nbs/02_models.ipynb #83852ef0
+def prompt_tokenizer(tokenizer, # a fast tokenizer (`load_tokenizer`), changed in place
+                     template:str, # the prompt, with `TEXT` where the text goes
+                    ) -> transformers.PreTrainedTokenizerBase:
+    "Make `tokenizer` put every text into `template`, the template's tokens as special tokens around the text's own."
+    before, inside, after = _template_ids(tokenizer, template); backend = tokenizer.backend_tokenizer
+    space = (head := template.split(TEXT)[0])[len(head.rstrip()):]
+    if inside != _text_alone(tokenizer) and space:  # the text's first word carries the space before it
+        backend.normalizer = normalizers.Sequence([normalizers.Prepend(space), *([backend.normalizer] if backend.normalizer else [])])
+    if inside != _text_alone(tokenizer):
+        raise ClvqError(f"the tokenizer splits a text differently inside the prompt {template!r} than alone: put a space or a line break between {TEXT} and the words around it")
+    enc = tokenizer(PROBE, return_special_tokens_mask=True); lead = enc['input_ids'][:enc['special_tokens_mask'].index(0)]  # BOS stays
+    names = tokenizer.convert_ids_to_tokens(lead)
+    single = [*names, *(['BEFORE_TEXT'] if before else []), '$A', *(['AFTER_TEXT'] if after else [])]
+    backend.post_processor = processors.TemplateProcessing(single=single, special_tokens=[*zip(names, lead), *[
+        dict(id=n, ids=ids, tokens=tokenizer.convert_ids_to_tokens(ids)) for n, ids in (('BEFORE_TEXT', before), ('AFTER_TEXT', after)) if ids]])
+    return tokenizer
+
+# %% ../nbs/02_models.ipynb #12980b32
+def label_token_ids(tokenizer, # the model's tokenizer, before `prompt_tokenizer`
+                    template:str, # the prompt, with `TEXT` where the text goes
+                    words:list, # one label word per class, in class order
+                   ) -> list: # the token id of each word
+    "The token each label word is when it follows the prompt; one clear error for a word that is not one token there."
+    prompt = template.replace(TEXT, PROBE); base = tokenizer(prompt, add_special_tokens=False)['input_ids']
+    rest = [i[len(base):] if i[:len(base)] == base else None for i in tokenizer([prompt + w for w in words], add_special_tokens=False)['input_ids']]
+    if merged := [w for w, r in zip(words, rest) if r is None]:
+        raise ClvqError(f"the label word(s) {merged} merge with the end of the prompt into other tokens: start each word with a space, or end the template with a colon")
+    if several := [f"{w!r} ({' + '.join(map(repr, tokenizer.convert_ids_to_tokens(r)))})" for w, r in zip(words, rest) if len(r) != 1]:
+        raise ClvqError(f"the label word(s) {', '.join(several)} are several tokens after the prompt: a class is scored by the logit of one next token, "
+                        "and a word's first token alone is not used; choose a single-token word for each class (often with a leading space)")
+    if len({r[0] for r in rest}) < len(rest): raise ClvqError(f"the label words {words} give two classes the same token: give each class its own word")
+    return [r[0] for r in rest]
+
+# %% ../nbs/02_models.ipynb #41f268b1
+class PromptClassifier(nn.Module):
+    "A causal LM read as a classifier: the logits of the label words' tokens as the next token after each prompt."
+    def __init__(self, lm, # a `*ForCausalLM` model
+                 label_ids:list, # each class's label token (`label_token_ids`), in class order
+                 names:list): # the class names
+        super().__init__(); self.lm = lm
+        self.register_buffer('label_ids', torch.as_tensor(label_ids))
+        lm.config.id2label, lm.config.label2id = dict(enumerate(names)), {n: i for i, n in enumerate(names)}
+    config = property(lambda self: self.lm.config)  # what code written for Hugging Face classifiers reads
+    base_model = property(lambda self: self.lm.base_model)
+    device = property(lambda self: self.label_ids.device)
+    def forward(self, input_ids, attention_mask=None, output_hidden_states=False, **kwargs) -> SequenceClassifierOutput:
+        "Logits (B, classes) of the label tokens after each text's last real token (padding on either side), and the hidden states if asked."
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
+        out = self.base_model(input_ids=input_ids, attention_mask=mask, output_hidden_states=output_hidden_states, **kwargs)
+        last = out.last_hidden_state[torch.arange(len(mask), device=mask.device), mask.shape[1] - 1 - mask.flip(1).argmax(1)]
+        return SequenceClassifierOutput(logits=self.lm.get_output_embeddings()(last)[:, self.label_ids], hidden_states=out.hidden_states)
+
+# %% ../nbs/02_models.ipynb #469b7a9b
+def check_prompt(model:str|Path, # registry name, local folder or hub id
+                 template:str, words:list) -> tuple: # (prompt tokenizer, label token ids)
+    "Check that `model` is decoder-only and that the label words are one token each after `template`; no weights load."
+    config = load_config(model)
+    if not is_decoder_only(config):
+        raise ClvqError(f"{model} ({config.model_type}) is not a decoder-only model: a prompt is answered by a causal LM's next token "
+                        "(e.g. smollm2); fine-tune this model instead (leave out --prompt)")
+    tok = load_tokenizer(model, config); ids = label_token_ids(tok, template, words)
+    return prompt_tokenizer(tok, template), ids
+
+def prompt_model(model:str|Path, template:str, words:list, names:list, device=None) -> tuple: # (PromptClassifier in eval mode, its tokenizer)
+    "The causal LM `model` as a `PromptClassifier`, once `check_prompt` passes."
+    tok, ids = check_prompt(model, template, words)
+    lm = AutoModelForCausalLM.from_pretrained(model_path(model)); lm.config.pad_token_id = tok.pad_token_id
+    return PromptClassifier(lm, ids, names).to(device or default_device()).eval(), tok
+
+def load_prompt_classifier(folder:str|Path, num_labels:int|None=None, device=None) -> tuple:
+    "The `PromptClassifier` and tokenizer recorded in a `prompt_classifier` folder (`load_model` calls this)."
+    rec = json.loads((Path(folder).expanduser()/'prompt.json').read_text())
+    if num_labels and num_labels != len(rec['classes']):
+        raise ClvqError(f"{folder} is a prompt classifier of {len(rec['classes'])} classes {rec['classes']}, not num_labels={num_labels}")
+    return prompt_model(rec['model'], rec['template'], rec['label_words'], rec['classes'], device)
+
+# %% ../nbs/02_models.ipynb #0f7ea5db
+def prompt_classifier(model:str|Path='smollm2', # registry name, local folder or hub id of a decoder-only model
+                      task:str='sentiment', # a task of `clvq_nb.data.TASKS`
+                      template:str|None=None, # the prompt with `TEXT` where the text goes; None: the task's default (`PROMPTS`)
+                      label_words:list|dict|None=None, # one word per class (list in class order, or class -> word); None: the task's
+                      seed:int=42, # seed of the data split
+                      data_path:str|Path|None=None, data_options:dict|None=None, # your own copy of the data, as for `finetune`
+                      device:str|torch.device|None=None) -> Path: # folder of prompt.json, for `load_model`
+    "Check a prompt, measure its zero-shot accuracy once and cache the record; return its folder."
+    ds = load_task(task, path=data_path, seed=seed, **(data_options or {})); names = ds['train'].features['label'].names
+    template, words = prompt_settings(task, names, template, label_words)
+    settings = dict(model=_model_id(model), task=task, template=template, label_words=words, seed=seed,
+                    data=short_sha(*(data_sha(ds[s], ['text', 'label']) for s in SPLITS)), **({'data_options': data_options} if data_options else {}))
+    if ((dest := cache_dir()/'prompted'/finetune_key(settings))/'prompt.json').exists(): return dest
+    clf, tok = prompt_model(model, template, words, names, device); t = time.perf_counter()
+    acc = {f'{s}_accuracy': accuracy(clf, tok, ds[s]) for s in ('validation', 'test')}; n = ds['validation'].num_rows + ds['test'].num_rows
+    record = dict(settings, classes=names, label_ids=clf.label_ids.tolist(), **acc, texts=n, texts_per_second=round(n / (time.perf_counter() - t), 1),
+                  device=str(clf.device), cpu_threads=torch.get_num_threads())
+    return write_folder(dest, lambda p: (p/'prompt.json').write_text(json.dumps(record, indent=1)))
