@@ -15,7 +15,8 @@ from .report import key_numbers
 # %% ../nbs/17b_cli.ipynb #a264d342
 SHORTCUTS = dict(epochs=('train', 'max_epochs', int, 'training epochs (most)'), codes=('clvq', 'num_codes', int, 'codebook size K'),
                  top_k=('clvq', 'top_k', int, 'sample among the k nearest codes'), temperature=('clvq', 'temperature', float, 'sampling temperature T'))
-_LISTS = dict(layers=dict(type=int, nargs=2, metavar=('L', 'H')), splits=dict(nargs='+', metavar='SPLIT'), classifier=dict(metavar='PATH_OR_ID'))
+_LISTS = dict(layers=dict(type=int, nargs=2, metavar=('L', 'H')), splits=dict(nargs='+', metavar='SPLIT'), classifier=dict(metavar='PATH_OR_ID'),
+              label_words=dict(nargs='+', metavar='WORD'))
 _TYPES = dict(int=int, float=float, str=str)
 
 def _field_flag(p:argparse.ArgumentParser, f:dataclasses.Field, doc:str):

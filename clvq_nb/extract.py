@@ -15,7 +15,7 @@ import clvq_nb
 from .core import ClvqError, broadcast_object, init_distributed, json_sha, on_rank0, rank_world, all_reduce_sum, short_sha, sha256_file, temp_path, remove_stale, writing
 from .assets import cache_dir
 from .data import data_sha
-from .models import is_decoder_only, max_tokens
+from .models import PromptClassifier, is_decoder_only, max_tokens
 
 # %% auto #0
 __all__ = ['WORD_SPLITS', 'AGGREGATIONS', 'TEXT_MODELS', 'word_spans', 'check_word_split', 'pretokens', 'TextWords',
@@ -176,8 +176,8 @@ def sentence_positions(mask:torch.Tensor,  # (B, T) attention mask, 1 for real t
 
 # %% ../nbs/03_extract.ipynb #9ec4a210
 def has_classifier(model) -> bool:
-    "Whether `model` is a sequence classifier whose logits give a predicted label."
-    return type(model).__name__.endswith('ForSequenceClassification')
+    "Whether `model` is a sequence classifier whose logits give a predicted label (a prompt classifier's too)."
+    return type(model).__name__.endswith('ForSequenceClassification') or isinstance(model, PromptClassifier)
 
 def forward(model, enc, layers:list, decoder_only:bool) -> tuple:
     "One pass: hidden states of `layers` (L, B, T, d) in float32, the attention mask, and predicted labels (or None)."

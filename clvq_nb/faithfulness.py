@@ -21,7 +21,7 @@ from transformers.utils import ModelOutput
 from .core import ClvqError, default_device, json_sha, write_atomic
 from .assets import cache_dir
 from .models import collate, encode, load_model, max_tokens
-from .extract import TEXT_MODELS, encode_words, layer_stack, plan_words, split_words, token_rows
+from .extract import TEXT_MODELS, encode_words, has_classifier, layer_stack, plan_words, split_words, token_rows
 
 # %% auto #0
 __all__ = ['MATCHED', 'CONDITIONS', 'RETRAINED', 'HiddenSite', 'hidden_sites', 'hidden_site', 'feeding', 'frozen',
@@ -510,7 +510,7 @@ def intervened_logits(model, # a `*ForSequenceClassification` model
     with feeding(model, layer, fed, skip_lower=True): logits = model(**{k: v.repeat(len(directions), 1) for k, v in batch.items()}).logits
     return {'original': out.logits, **dict(zip(directions, logits.split(len(h))))}
 
-# %% ../nbs/10_faithfulness.ipynb #4d67b610
+# %% ../nbs/10_faithfulness.ipynb #8c50967a
 @dataclass
 class InterventionResult:
     "The model's own accuracy and prediction flips with directions removed inside it."
@@ -521,7 +521,7 @@ class InterventionResult:
     def _repr_html_(self): return self.summary.round(4).to_html()
 
 def _check_intervention_inputs(model, texts, y, c):
-    if not (hasattr(model, 'config') and 'ForSequenceClassification' in type(model).__name__):
+    if not (hasattr(model, 'config') and has_classifier(model)):
         raise ClvqError(f"{type(model).__name__} has no classification head: load the fine-tuned classifier with `clvq_nb.models.load_model(folder, num_labels=...)`")
     d = model.config.get_text_config().hidden_size
     if not (len(texts) == len(y) == len(c)) or c.ndim not in (2, 3) or c.shape[-1] != d:

@@ -45,6 +45,9 @@ class PipelineConfig:
     limit:int|None=None # about N texts of each split, each class in proportion (seeded; a quick look)
     finetune:bool=True # fine-tune a classifier first (False: the base model, no predictions)
     classifier:dict|str=field(default_factory=dict) # `finetune` options, e.g. {epochs: 2, max_train: 1000}; or a ready classifier's folder or hub id, used as it is
+    prompt:bool=False # classify with a prompt instead of fine-tuning (a decoder-only model, zero-shot: `prompt_classifier`)
+    prompt_template:str|None=None # with prompt: the prompt, {text} where each text goes; None: the task's default
+    label_words:list|dict|None=None # with prompt: one word per class, in class order (or class → word); None: the task's default
     seed:int=42 # seeds the split, fine-tuning, training and the folds
     device:str|None=None # cpu, cuda, cuda:1 …; None: a GPU when there is one
     preset:str='demo' # training preset: demo (the recipe that learns the map), paper (the release's settings) or paper-small
@@ -81,6 +84,13 @@ def _classifier_options(cfg:PipelineConfig) -> dict:
     if bad := sorted(set(cfg.classifier) - set(allowed)): raise ClvqError(f"unknown classifier setting(s) {bad}; known: {', '.join(allowed)}.")
     return cfg.classifier
 
+def _check_prompt_options(cfg:PipelineConfig):
+    "`prompt_template` and `label_words` go with `prompt`, which takes the place of fine-tuning and of a ready classifier."
+    if not cfg.prompt and (given := [k for k in ('prompt_template', 'label_words') if getattr(cfg, k) is not None]):
+        raise ClvqError(f"{' and '.join(given)} set(s) the prompt of prompt classification, which is off: add --prompt (prompt = true)")
+    if cfg.prompt and cfg.classifier:
+        raise ClvqError(f"--prompt classifies with the model as it is, without fine-tuning: leave out classifier = {cfg.classifier!r}, or --prompt")
+
 def _check_numbers(tc, source:str):
     "Numeric training and model settings must be numbers (YAML reads `1e-3` as text)."
     for section, obj in (('train', tc), ('clvq', tc.model)):
@@ -99,7 +109,8 @@ def from_dict(cls:PipelineConfig, d:dict, source:str='the configuration') -> Pip
         if not isinstance(d.get(k, {}), dict) and not (k == 'classifier' and isinstance(d[k], str)): raise ClvqError(f"`{k}` in {source} must be a table of settings, not {d[k]!r}.")
     for k, what in (('label_names', 'raw label → name'), ('data_splits', 'our split → the hub split')):
         if not isinstance(d.get(k) or {}, dict): raise ClvqError(f"`{k}` in {source} must be a table of {what}, not {d[k]!r}.")
-    cfg = cls(**d); _check_numbers(cfg.train_config(0, 1), source); _classifier_options(cfg); data_options(cfg)
+    if not isinstance(d.get('label_words') or [], (list, dict)): raise ClvqError(f"`label_words` in {source} must be a list of words in class order, or a table class → word, not {d['label_words']!r}.")
+    cfg = cls(**d); _check_numbers(cfg.train_config(0, 1), source); _classifier_options(cfg); _check_prompt_options(cfg); data_options(cfg)
     return cfg
 
 # %% ../nbs/17a_pipeline.ipynb #e1e920cd
@@ -137,12 +148,16 @@ def ready_classifier(cfg:PipelineConfig, task) -> dict:
     return dict(finetuned=str(cfg.classifier), ready=True, **{f'{s}_accuracy': accuracy(clf, tok, task[s]) for s in ('validation', 'test')})
 
 def stage_finetune(cfg:PipelineConfig) -> dict:
-    "Fine-tune (cached) the classifier of `cfg.task`, or check a ready one (`classifier` a folder or hub id); write finetune.json."
+    "Fine-tune (cached) the classifier of `cfg.task`, or check a ready one (`classifier` a folder or hub id), or set up prompt classification; write finetune.json."
     from clvq_nb.data import load_task
-    from clvq_nb.models import finetune
+    from clvq_nb.models import finetune, prompt_classifier
     task = load_task(cfg.task, path=cfg.data, seed=cfg.seed, **data_options(cfg))  # a bad task or data path fails here, before any model is loaded
     rec = dict(model=cfg.model, finetuned=None)
     if isinstance(cfg.classifier, str): rec.update(ready_classifier(cfg, task))
+    elif cfg.prompt:
+        path = prompt_classifier(cfg.model, cfg.task, cfg.prompt_template, cfg.label_words, seed=cfg.seed, data_path=cfg.data, data_options=data_options(cfg), device=cfg.device)
+        r = json.loads((path/'prompt.json').read_text())
+        rec.update(finetuned=str(path), prompt=dict(template=r['template'], label_words=r['label_words']), **{k: v for k, v in r.items() if k.endswith('accuracy')})
     elif cfg.finetune:
         path = finetune(cfg.model, cfg.task, seed=cfg.seed, data_path=cfg.data, data_options=data_options(cfg), device=cfg.device, **_classifier_options(cfg))
         rec.update(finetuned=str(path), **{k: v for k, v in json.loads((path/'finetune.json').read_text()).items() if k.endswith('accuracy')})
@@ -190,10 +205,10 @@ def stage_train(cfg:PipelineConfig) -> dict:
 
 # %% ../nbs/17a_pipeline.ipynb #1907c0c3
 def saliency(cfg:PipelineConfig, store, layer:int) -> np.ndarray:
-    "Each sentence's most salient word at `layer` (Integrated Gradients of the fine-tuned classifier), cached in `eval/`."
+    "Each sentence's most salient word at `layer` (Integrated Gradients of the classifier), cached in `eval/`."
     from clvq_nb.faithfulness import cached_saliency
     ft = _read_json(_out(cfg)/'finetune.json', 'finetune', cfg)
-    if not ft['finetuned']: raise ClvqError("saliency needs a fine-tuned classifier: run without --no-finetune to evaluate faithfulness.")
+    if not ft['finetuned']: raise ClvqError("saliency needs a classifier: run without --no-finetune (or with --prompt) to evaluate faithfulness.")
     return cached_saliency(ft['finetuned'], store, layer, cfg.ig_steps, folder=_out(cfg)/'eval', name=f'saliency-layer{layer}-steps{cfg.ig_steps}.json',
                            device=cfg.device, progress=True)
 
@@ -202,7 +217,7 @@ def _mean_std(summary:pd.DataFrame, condition:str) -> dict:
     return dict(mean=float(summary.loc[condition, 'mean']), std=float(summary.loc[condition, 'std']))
 
 def model_intervention(cfg:PipelineConfig, test, layer:int, concepts, codebook):
-    "The fine-tuned classifier's own accuracy and flip rate with each test sentence's concept removed inside it at `layer` (`intervene`)."
+    "The classifier's own accuracy and flip rate with each test sentence's concept removed inside it at `layer` (`intervene`)."
     from clvq_nb.models import load_model
     from clvq_nb.faithfulness import intervene
     clf, tok = load_model(_read_json(_out(cfg)/'finetune.json', 'finetune', cfg)['finetuned'], num_labels=len(test.label_names), device=cfg.device)
@@ -370,7 +385,7 @@ def _check_folds(cfg:PipelineConfig, test):
                         f"the {cfg.folds} folds of the faithfulness probes need at least {cfg.folds} of each class; give more data, a larger --limit, or fewer --folds")
 
 def preflight(cfg:PipelineConfig, stages):
-    "Check, before any work, what `stages` need: the device, the layer pair, the task's classes and sizes, the word splitting; one message each."
+    "Check, before any work, what `stages` need: the device, the layer pair, the task's classes and sizes, the word splitting, the prompt; one message each."
     check_device(cfg.device)
     if cfg.layers and len(cfg.layers) == 2 and cfg.layers[1] <= cfg.layers[0] and not cfg.downward:
         l, h = cfg.layers
@@ -378,7 +393,9 @@ def preflight(cfg:PipelineConfig, stages):
                         f"(the paper's 8 → 12), so give L < H (e.g. --layers {min(l, h)} {max(l, h) + (l == h)}); to map downwards on purpose, add --downward")
     if {'finetune', 'extract', 'evaluate'} & set(stages):
         from clvq_nb.data import load_task
+        from clvq_nb.models import check_prompt, prompt_settings
         test = load_task(cfg.task, path=cfg.data, seed=cfg.seed, **data_options(cfg))['test']  # checks the classes and the splits' sizes
+        if cfg.prompt: check_prompt(cfg.model, *prompt_settings(cfg.task, test.features['label'].names, cfg.prompt_template, cfg.label_words))
         if 'evaluate' in stages: _check_folds(cfg, test)
     if 'extract' in stages:  # before fine-tuning, not after it
         from clvq_nb.extract import check_word_split

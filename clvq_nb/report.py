@@ -101,7 +101,7 @@ def _sections(out:Path, m:dict, concepts:pd.DataFrame) -> list:
                  "with the concept of the most salient word removed, with a random direction, a random code or another sentence's concept (frequency-matched) removed, "
                  "and the concept removed for probes retrained on such vectors (notebook 10).",
                  body=_figure(plot_faithfulness(fr), False) + _table(fr.table().to_frame('accuracy')) + _table(groups.round(4))),
-            *([dict(title='Intervention on the model', intro=f"The fine-tuned classifier itself, with the concept (or a random control) projected out of hidden state {l} at "
+            *([dict(title='Intervention on the model', intro=f"The classifier itself (fine-tuned, or read through a prompt), with the concept (or a random control) projected out of hidden state {l} at "
                    "every real position and the remaining layers run: its accuracy and the share of its predictions that flip, overall and by class and outcome (notebook 10).",
                    body=_table(pd.read_csv(out/'eval'/'intervention.csv', index_col=0).round(4)) + _table(pd.read_csv(out/'eval'/'intervention_by_group.csv', index_col=[0, 1]).round(4)))]
               if (out/'eval'/'intervention.csv').exists() else []),

@@ -10,7 +10,7 @@ import numpy as np, torch
 
 # %% auto #0
 __all__ = ['FILLER', 'DECIDING', 'TINY_FAMILIES', 'PlantedStore', 'one_word_task', 'tiny_classifier', 'tiny_family', 'tiny_bert',
-           'tiny_run_config']
+           'tiny_llama', 'tiny_run_config']
 
 # %% ../nbs/19_testing.ipynb #f09297c0
 class PlantedStore:
@@ -92,6 +92,20 @@ def tiny_bert() -> Path:
                                                        intermediate_size=64, max_position_embeddings=128)).save_pretrained(p)
         tok.save_pretrained(p)
     return write_folder(cache_dir()/'models'/'tiny-bert-2x32', write)
+
+def tiny_llama() -> Path:
+    "Folder of a seeded, untrained 2 × 32 LLaMA causal LM with SmolLM2's byte-level BPE tokenizer, written once in the cache."
+    import transformers
+    from clvq_nb.core import write_folder
+    from clvq_nb.assets import cache_dir
+    from clvq_nb.models import smollm2_path
+    if (dest := cache_dir()/'models'/'tiny-llama-2x32').exists(): return dest
+    def write(p):
+        tok = transformers.AutoTokenizer.from_pretrained(smollm2_path()); torch.manual_seed(0)
+        transformers.LlamaForCausalLM(transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+            num_key_value_heads=1, intermediate_size=64, max_position_embeddings=256, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)).save_pretrained(p)
+        tok.save_pretrained(p)
+    return write_folder(dest, write)
 
 def tiny_run_config(out:str|Path): # the run's folder
     "A `PipelineConfig` for a whole `clvq run` of the tiny BERT that takes seconds."

@@ -119,6 +119,11 @@ def test_config_file_and_flags(tmp_path):
     (['train'], 'run `clvq extract --out'),
     (['extract', '--word-split', 'punctuation'], "word_split 'punctuation' is unknown"),
     (['extract', '--data-config', 'plain_text'], 'use them with --task hub --data OWNER/NAME'),
+    (['finetune', '--prompt'], 'minilm (bert) is not a decoder-only model'),
+    (['finetune', '--label-words', ' bad', ' good'], 'which is off: add --prompt'),
+    (['finetune', '--prompt', '--model', 'smollm2', '--prompt-template', 'Sentiment:'], 'must hold the placeholder {text} once'),
+    (['finetune', '--prompt', '--model', 'smollm2', '--label-words', ' unwatchable', ' good'], "' unwatchable' ('Ġunw' + 'atch' + 'able') are several tokens"),
+    (['finetune', '--prompt', '--model', 'smollm2', '--label-words', ' bad', ' good', ' meh'], "do not match the task's 2 classes"),
 ])
 def test_errors_are_one_line(tmp_path, args, message):
     r = clvq(*args[:1], '--out', tmp_path, *args[1:], check=False)
@@ -191,3 +196,25 @@ def test_hub_id_offline_is_one_line(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert r.returncode == 2 and lines[-1].startswith("clvq: error: could not load 'stanfordnlp/imdb' from the Hugging Face hub") and 'Traceback' not in r.stderr, r.stderr[-2000:]
     assert not (tmp_path/'o').exists()
+
+def test_prompt_run(tmp_path):
+    "`clvq run --prompt` on a tiny random LLaMA and a corpus of your own: the prompt's record, stores of the texts' own words, every stage."
+    import csv
+    from clvq_nb.testing import one_word_task, tiny_llama
+    texts, labels = one_word_task(200, seed=4)
+    with open(tmp_path/'corpus.csv', 'w', newline='') as f: csv.writer(f).writerows([('text', 'label'), *zip(texts, labels)])
+    out, template = tmp_path/'run', 'Verdict on: {text}\nOverall:'
+    r = subprocess.run(['clvq', 'run', '--out', out, '--model', tiny_llama(), '--prompt', '--task', 'file', '--data', tmp_path/'corpus.csv',
+                        '--prompt-template', template, '--label-words', ' terrible', ' excellent', '--layers', '1', '2',
+                        '--epochs', '1', '--codes', '8', '--folds', '2', '--ig-steps', '2', '--clouds', '2', '--grid', '1'],
+                       capture_output=True, text=True, env={**ENV, 'CLVQ_CACHE': str(tmp_path/'cache')}, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ft = json.loads((out/'finetune.json').read_text())
+    assert ft['prompt'] == dict(template=template, label_words=[' terrible', ' excellent']) and 0 <= ft['test_accuracy'] <= 1
+    m = json.loads((out/'metrics.json').read_text())
+    assert m['classifier'] == {k: ft[k] for k in ('validation_accuracy', 'test_accuracy')} and math.isfinite(m['reconstruction']['fvu'])
+    from clvq_nb.extract import ActivationStore
+    store = ActivationStore(out/'stores'/'test')
+    assert store.metadata['fingerprint']['model']['cls'] == 'PromptClassifier' and set(store.preds) <= {0, 1}
+    assert [store.sentence_words(i) for i in range(len(store))] == [t.split() for t in store.texts]  # no word of the template
+    assert (out/'report.html').exists() and 'classifier test accuracy' in r.stdout
