@@ -4,7 +4,7 @@
 
 # %% ../nbs/08_train.ipynb #9c829509
 from __future__ import annotations
-import dataclasses, hashlib, json, math, os, shutil, time
+import dataclasses, json, math, os, shutil, time
 from dataclasses import dataclass, field, asdict
 from typing import Callable
 import pandas as pd
@@ -369,7 +369,6 @@ def _epoch_record(epoch:int, tr:dict, va:dict, model:CLVQVAE, opt, seconds:float
 def state_sha(model:torch.nn.Module) -> str:
     "sha256 of a model's parameters and buffers, without its sampler state (which is each process's own)."
     return tensors_sha({k: v for k, v in model.state_dict().items() if not k.endswith('_extra_state')})
-    return h.hexdigest()
 
 def _check_in_sync(model:CLVQVAE, epoch:int):
     "Raise on every process if their models differ after `epoch`."
