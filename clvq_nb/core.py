@@ -83,13 +83,14 @@ def write_json(path:str|Path, # the file to (over)write
 def write_folder(dest:str|Path, # the folder to make
                  write:Callable, # called with the temporary folder to fill
                 ) -> Path:
-    "Make folder `dest` by calling `write(tmp)` on a temporary folder beside it, then renaming it into place."
+    "Make folder `dest`, unless it exists, by calling `write(tmp)` on a temporary folder beside it, then renaming it into place."
     dest = Path(dest); tmp = temp_path(dest)
     try:
         with writing(dest):
             dest.parent.mkdir(parents=True, exist_ok=True); remove_stale(dest)
+            if dest.exists(): return dest
             (stage := tmp/'stage').mkdir(parents=True); write(stage)
-            if not dest.exists(): os.replace(stage, dest)
+            if not dest.exists(): os.replace(stage, dest)  # another process may have finished first
     finally: shutil.rmtree(tmp, ignore_errors=True)
     return dest
 

@@ -15,14 +15,14 @@ import clvq_nb
 from .core import ClvqError, broadcast_object, init_distributed, json_sha, on_rank0, rank_world, all_reduce_sum, short_sha, sha256_file, temp_path, remove_stale, writing
 from .assets import cache_dir
 from .data import data_sha
-from .models import PromptClassifier, is_decoder_only, max_tokens
+from .models import PromptClassifier, is_decoder_only, last_real_positions, max_tokens
 
 # %% auto #0
 __all__ = ['WORD_SPLITS', 'AGGREGATIONS', 'TEXT_MODELS', 'word_spans', 'check_word_split', 'pretokens', 'TextWords',
            'split_words', 'token_words', 'encode_words', 'plan_words', 'token_rows', 'aggregate', 'sentence_positions',
            'has_classifier', 'forward', 'VectorFile', 'tokenizer_sha', 'model_identity', 'fingerprint',
-           'fingerprint_diff', 'layer_stack', 'check_layers', 'check_data', 'plan_batches', 'truncation_report',
-           'store_damage', 'extract', 'ActivationStore', 'first_nonfinite']
+           'fingerprint_word_split', 'fingerprint_diff', 'layer_stack', 'check_layers', 'check_data', 'plan_batches',
+           'truncation_report', 'store_damage', 'extract', 'ActivationStore', 'first_nonfinite']
 
 # %% ../nbs/03_extract.ipynb #2ea8b57f
 _WHITESPACE = np.array([c for c in range(0x3001) if chr(c).isspace()], np.uint32)  # every code point str.split() splits on
@@ -89,6 +89,13 @@ def split_words(texts:list, # the texts of a batch
     joined, base, read_base = '\n'.join(read), _text_starts(texts)[text], _text_starts(read)[text]
     return TextWords(read, np.array([joined[a:b] for a, b in zip(start, end)], dtype=object), np.bincount(text, minlength=len(texts)),
                      start + shift - base, end + shift - base, start - read_base)
+
+@patch
+def take(self:TextWords, idx) -> TextWords:
+    "The words of texts `idx`, in that order, as `split_words` would give them for those texts alone."
+    idx = np.asarray(idx, np.int64); n = self.counts[idx]
+    rows = np.repeat((np.cumsum(self.counts) - self.counts)[idx] - np.cumsum(n) + n, n) + np.arange(n.sum())
+    return TextWords([self.texts[i] for i in idx], self.words[rows], n, self.start[rows], self.end[rows], self.read_start[rows])
 
 def _text_words(words:TextWords|list) -> TextWords:
     "`words` as a `TextWords`: lists of words are joined by single spaces and split at whitespace."
@@ -172,7 +179,7 @@ def sentence_positions(mask:torch.Tensor,  # (B, T) attention mask, 1 for real t
                        decoder_only:bool,  # last real token if True, else first real token
                       ) -> torch.Tensor:   # (B,) position of each text's sentence token
     "Where each text's sentence vector is read: the first real token (CLS) or the last real token."
-    return mask.shape[1] - 1 - mask.flip(1).argmax(1) if decoder_only else mask.argmax(1)
+    return last_real_positions(mask) if decoder_only else mask.argmax(1)
 
 # %% ../nbs/03_extract.ipynb #9ec4a210
 def has_classifier(model) -> bool:
@@ -258,6 +265,10 @@ def fingerprint(model, tokenizer, data, layers, aggregation, dtype, max_length, 
         data=dict(rows=len(data), columns=cols, sha=data_sha(data, cols)), layers=layers, aggregation=aggregation, dtype=dtype, max_length=max_length,
         **({} if word_split == 'whitespace' else dict(word_split=word_split)),  # the paper's words, the only ones before: stores made then keep their fingerprint
         versions={m.__name__: m.__version__ for m in (clvq_nb, torch, transformers, tokenizers, datasets)})))
+
+def fingerprint_word_split(fp:dict) -> str:
+    "The word splitting a fingerprint records: whitespace ones record none."
+    return fp.get('word_split', 'whitespace')
 
 def fingerprint_diff(old:dict, new:dict, prefix:str='') -> list:
     "Dotted keys whose values differ between two fingerprints."
@@ -404,7 +415,7 @@ def truncation_report(plan:dict, max_length:int) -> dict:
 def _write_metadata(folder:Path, model, data, fp:dict, plan:dict, preds:np.ndarray, d:int, label_col:str|None, text_col:str, t0:float) -> dict:
     "Write sentences.arrow, then metadata.json (which marks the store complete); return the metadata."
     _write_sentences(folder, data, plan, preds, text_col, label_col)
-    meta = dict(fingerprint=fp, layers=fp['layers'], dims={str(l): d for l in fp['layers']}, dtype=fp['dtype'], aggregation=fp['aggregation'], word_split=fp.get('word_split', 'whitespace'),
+    meta = dict(fingerprint=fp, layers=fp['layers'], dims={str(l): d for l in fp['layers']}, dtype=fp['dtype'], aggregation=fp['aggregation'], word_split=fingerprint_word_split(fp),
                 sentence_token='last real token' if is_decoder_only(model.config) else 'first token (CLS)',
                 label_names=data.features[label_col].names if label_col and isinstance(data.features[label_col], datasets.ClassLabel) else None,
                 num_sentences=len(data), num_words=int(plan['n_kept'].sum()), truncation=truncation_report(plan, fp['max_length']),
@@ -415,8 +426,8 @@ def _write_metadata(folder:Path, model, data, fp:dict, plan:dict, preds:np.ndarr
 
 def _build(folder:Path, model, tokenizer, data, fp:dict, batch_size:int, batch_tokens:int, text_col:str, label_col:str|None, verbose:bool) -> dict:
     "Write a complete store into `folder`; return its metadata."
-    t0, layers, max_length = time.perf_counter(), fp['layers'], fp['max_length']
-    plan = on_rank0(_plan_corpus, folder, tokenizer, data, text_col, max_length, fp.get('word_split', 'whitespace'))
+    t0, layers, max_length, word_split = time.perf_counter(), fp['layers'], fp['max_length'], fingerprint_word_split(fp)
+    plan = on_rank0(_plan_corpus, folder, tokenizer, data, text_col, max_length, word_split)
     report = truncation_report(plan, max_length)
     if verbose and (report['texts_truncated'] or report['words_without_tokens']):
         print(f"{report['texts_truncated']:,} of {len(data):,} texts truncated at {max_length} tokens ({report['words_cut_off']:,} words dropped); "
@@ -424,7 +435,7 @@ def _build(folder:Path, model, tokenizer, data, fp:dict, batch_size:int, batch_t
     if not report['words_kept']: raise ClvqError(f"no word fits in max_length={max_length} tokens: raise max_length")
     with torch.inference_mode():
         preds, d = _write_vectors(folder, model, tokenizer, data, plan, layers, fp['aggregation'], fp['dtype'], batch_size, batch_tokens, text_col,
-                                  max_length, fp.get('word_split', 'whitespace'), verbose)
+                                  max_length, word_split, verbose)
     return on_rank0(_write_metadata, folder, model, data, fp, plan, preds, d, label_col, text_col, t0)
 
 # %% ../nbs/03_extract.ipynb #3fc73eaf

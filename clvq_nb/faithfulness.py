@@ -244,7 +244,7 @@ def word_attributions(model, # a fine-tuned `*ForSequenceClassification` model
     order = np.argsort(plan['n_tokens'], kind='stable'); model.eval()
     for s in tqdm(range(0, len(order), batch_size), desc='saliency (Integrated Gradients)', leave=False, disable=not progress):
         idx = order[s:s + batch_size]
-        enc, tw, pos = encode_words(tokenizer, split_words([texts[i] for i in idx], tokenizer, word_split), max_length)
+        enc, tw, pos = encode_words(tokenizer, words.take(idx), max_length)
         inputs = {k: torch.as_tensor(enc[k], device=dev) for k in ('input_ids', 'attention_mask')}
         special = torch.as_tensor(enc['special_tokens_mask'], device=dev)
         attr, preds[idx], gap[idx] = (t.cpu().numpy() for t in integrated_gradients(model, inputs, special, layer, steps, baseline))

@@ -25,8 +25,8 @@ from .data import SPLITS, data_sha, load_task
 __all__ = ['MODELS', 'TEXT', 'PROMPTS', 'PROBE', 'gguf_to_hf', 'smollm2_path', 'EmbeddedModel', 'model_path', 'is_decoder_only',
            'load_config', 'prepend_bos', 'load_tokenizer', 'load_model', 'max_tokens', 'encode', 'collate',
            'predict_logits', 'predict', 'finetune_key', 'train_classifier', 'accuracy', 'finetune', 'prompt_settings',
-           'prompt_tokenizer', 'label_token_ids', 'PromptClassifier', 'check_prompt', 'prompt_model',
-           'load_prompt_classifier', 'prompt_classifier']
+           'prompt_tokenizer', 'label_token_ids', 'last_real_positions', 'PromptClassifier', 'check_prompt',
+           'prompt_model', 'load_prompt_classifier', 'prompt_classifier']
 
 # %% ../nbs/02_models.ipynb #852cf2e9
 def gguf_to_hf(gguf:Path, dest:Path) -> Path:
@@ -316,6 +316,12 @@ def label_token_ids(tokenizer, # the model's tokenizer, before `prompt_tokenizer
     return [r[0] for r in rest]
 
 # %% ../nbs/02_models.ipynb #41f268b1
+def last_real_positions(mask:torch.Tensor, # (B, T) attention mask, 1 for real tokens
+                       ) -> torch.Tensor: # (B,) position of each text's last real token
+    "Where each text ends, whichever side the tokenizer pads on: the last 1 of its mask."
+    return mask.shape[1] - 1 - mask.flip(1).argmax(1)
+
+# %% ../nbs/02_models.ipynb #92c259dd
 class PromptClassifier(nn.Module):
     "A causal LM read as a classifier: the logits of the label words' tokens as the next token after each prompt."
     def __init__(self, lm, # a `*ForCausalLM` model
@@ -331,7 +337,7 @@ class PromptClassifier(nn.Module):
         "Logits (B, classes) of the label tokens after each text's last real token (padding on either side), and the hidden states if asked."
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask
         out = self.base_model(input_ids=input_ids, attention_mask=mask, output_hidden_states=output_hidden_states, **kwargs)
-        last = out.last_hidden_state[torch.arange(len(mask), device=mask.device), mask.shape[1] - 1 - mask.flip(1).argmax(1)]
+        last = out.last_hidden_state[torch.arange(len(mask), device=mask.device), last_real_positions(mask)]
         return SequenceClassifierOutput(logits=self.lm.get_output_embeddings()(last)[:, self.label_ids], hidden_states=out.hidden_states)
 
 # %% ../nbs/02_models.ipynb #469b7a9b

@@ -99,13 +99,12 @@ def tiny_llama() -> Path:
     from clvq_nb.core import write_folder
     from clvq_nb.assets import cache_dir
     from clvq_nb.models import smollm2_path
-    if (dest := cache_dir()/'models'/'tiny-llama-2x32').exists(): return dest
     def write(p):
         tok = transformers.AutoTokenizer.from_pretrained(smollm2_path()); torch.manual_seed(0)
         transformers.LlamaForCausalLM(transformers.LlamaConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
             num_key_value_heads=1, intermediate_size=64, max_position_embeddings=256, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id)).save_pretrained(p)
         tok.save_pretrained(p)
-    return write_folder(dest, write)
+    return write_folder(cache_dir()/'models'/'tiny-llama-2x32', write)
 
 def tiny_run_config(out:str|Path): # the run's folder
     "A `PipelineConfig` for a whole `clvq run` of the tiny BERT that takes seconds."
