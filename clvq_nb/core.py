@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #bfd923a6
 from __future__ import annotations
-import errno, glob, hashlib, json, os, shutil, socket, tempfile, uuid
+import errno, glob, hashlib, json, os, shutil, socket, uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable

@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_extract.ipynb #a89543ec
 from __future__ import annotations
-import inspect, json, mmap, os, shutil, tempfile, time
+import inspect, json, mmap, os, shutil, time
 from dataclasses import dataclass
 from pathlib import Path
 import numpy as np, pyarrow as pa, torch, datasets, tokenizers

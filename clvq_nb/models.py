@@ -24,9 +24,9 @@ from .data import SPLITS, data_sha, load_task
 # %% auto #0
 __all__ = ['MODELS', 'TEXT', 'PROMPTS', 'PROBE', 'gguf_to_hf', 'smollm2_path', 'EmbeddedModel', 'model_path', 'is_decoder_only',
            'load_config', 'prepend_bos', 'load_tokenizer', 'load_model', 'max_tokens', 'encode', 'collate',
-           'predict_logits', 'predict', 'finetune_key', 'train_classifier', 'accuracy', 'finetune', 'prompt_settings',
-           'prompt_tokenizer', 'label_token_ids', 'last_real_positions', 'PromptClassifier', 'check_prompt',
-           'prompt_model', 'load_prompt_classifier', 'prompt_classifier']
+           'predict_logits', 'predict', 'finetune_key', 'train_classifier', 'accuracy', 'task_data', 'finetune',
+           'prompt_settings', 'prompt_tokenizer', 'label_token_ids', 'last_real_positions', 'PromptClassifier',
+           'check_prompt', 'prompt_model', 'load_prompt_classifier', 'prompt_classifier']
 
 # %% ../nbs/02_models.ipynb #852cf2e9
 def gguf_to_hf(gguf:Path, dest:Path) -> Path:
@@ -202,6 +202,12 @@ def _model_id(model:str|Path) -> str:
     where = str(model) if str(model) in MODELS else model_path(model)
     return str(where.resolve()) if isinstance(where, Path) else where
 
+def task_data(task:str, seed:int=42, data_path:str|Path|None=None, data_options:dict|None=None) -> tuple:
+    "The task's splits, its class names, and the settings that name that data in a cache key."
+    ds = load_task(task, path=data_path, seed=seed, **(data_options or {}))
+    key = dict(task=task, data=short_sha(*(data_sha(ds[s], ['text', 'label']) for s in SPLITS)), **({'data_options': data_options} if data_options else {}))
+    return ds, ds['train'].features['label'].names, key  # the label names are among the data options
+
 # %% ../nbs/02_models.ipynb #f6206c45
 def finetune(model:str|Path='minilm', # registry name, local folder or hub id of the base model
              task:str='sentiment', # a task of `clvq_nb.data.TASKS`
@@ -213,9 +219,8 @@ def finetune(model:str|Path='minilm', # registry name, local folder or hub id of
              device:str|torch.device|None=None) -> Path: # folder of the fine-tuned model and tokenizer
     "Fine-tune `model` on `task` once, caching the classifier; return its folder."
     hyper = dict(epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, weight_decay=weight_decay, warmup=warmup, seed=seed)
-    ds = load_task(task, path=data_path, seed=seed, **(data_options or {})); names = ds['train'].features['label'].names
-    settings = dict(hyper, model=_model_id(model), task=task, max_train=max_train, data=short_sha(*(data_sha(ds[s], ['text', 'label']) for s in SPLITS)),
-                    **({'data_options': data_options} if data_options else {}))  # the label names among them
+    ds, names, data_key = task_data(task, seed, data_path, data_options)
+    settings = dict(hyper, model=_model_id(model), max_train=max_train, **data_key)
     if is_decoder_only(load_config(model)): settings['bos'] = True  # its texts start with BOS (`load_tokenizer`)
     dest = cache_dir()/'finetuned'/finetune_key(settings)
     if (dest/'finetune.json').exists():
@@ -373,10 +378,9 @@ def prompt_classifier(model:str|Path='smollm2', # registry name, local folder or
                       data_path:str|Path|None=None, data_options:dict|None=None, # your own copy of the data, as for `finetune`
                       device:str|torch.device|None=None) -> Path: # folder of prompt.json, for `load_model`
     "Check a prompt, measure its zero-shot accuracy once and cache the record; return its folder."
-    ds = load_task(task, path=data_path, seed=seed, **(data_options or {})); names = ds['train'].features['label'].names
+    ds, names, data_key = task_data(task, seed, data_path, data_options)
     template, words = prompt_settings(task, names, template, label_words)
-    settings = dict(model=_model_id(model), task=task, template=template, label_words=words, seed=seed,
-                    data=short_sha(*(data_sha(ds[s], ['text', 'label']) for s in SPLITS)), **({'data_options': data_options} if data_options else {}))
+    settings = dict(model=_model_id(model), template=template, label_words=words, seed=seed, **data_key)
     if ((dest := cache_dir()/'prompted'/finetune_key(settings))/'prompt.json').exists(): return dest
     clf, tok = prompt_model(model, template, words, names, device); t = time.perf_counter()
     acc = {f'{s}_accuracy': accuracy(clf, tok, ds[s]) for s in ('validation', 'test')}; n = ds['validation'].num_rows + ds['test'].num_rows
