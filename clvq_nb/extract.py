@@ -18,16 +18,16 @@ from .data import data_sha
 from .models import PromptClassifier, is_decoder_only, last_real_positions, max_tokens
 
 # %% auto #0
-__all__ = ['WORD_SPLITS', 'AGGREGATIONS', 'TEXT_MODELS', 'word_spans', 'check_word_split', 'pretokens', 'TextWords',
-           'split_words', 'token_words', 'encode_words', 'plan_words', 'token_rows', 'aggregate', 'sentence_positions',
-           'has_classifier', 'forward', 'VectorFile', 'tokenizer_sha', 'model_identity', 'fingerprint',
-           'fingerprint_word_split', 'fingerprint_diff', 'layer_stack', 'check_layers', 'check_data', 'plan_batches',
-           'truncation_report', 'store_damage', 'extract', 'ActivationStore', 'first_nonfinite']
+__all__ = ['WORD_SPLITS', 'AGGREGATIONS', 'TEXT_MODELS', 'text_starts', 'word_spans', 'check_word_split', 'pretokens',
+           'TextWords', 'split_words', 'token_words', 'encode_words', 'plan_words', 'token_rows', 'aggregate',
+           'sentence_positions', 'has_classifier', 'forward', 'VectorFile', 'tokenizer_sha', 'model_identity',
+           'fingerprint', 'fingerprint_word_split', 'fingerprint_diff', 'layer_stack', 'check_layers', 'check_data',
+           'plan_batches', 'truncation_report', 'store_damage', 'extract', 'ActivationStore', 'first_nonfinite']
 
 # %% ../nbs/03_extract.ipynb #2ea8b57f
 _WHITESPACE = np.array([c for c in range(0x3001) if chr(c).isspace()], np.uint32)  # every code point str.split() splits on
 
-def _text_starts(texts:list) -> np.ndarray: return np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])  # texts joined by '\n'
+def text_starts(texts:list) -> np.ndarray: return np.cumsum([0] + [len(t) + 1 for t in texts[:-1]])  # texts joined by '\n'
 
 def word_spans(texts:list, # the texts of a batch
                pieces:tuple|None=None, # (start, end) arrays of the pieces words must not cross, in the same coordinates; None: whitespace words
@@ -41,7 +41,7 @@ def word_spans(texts:list, # the texts of a batch
     key = np.where(np.isin(codes, _WHITESPACE), -1, piece)
     edge = np.flatnonzero(np.diff(key, prepend=-2, append=-2)); word = key[edge[:-1]] >= 0  # where each run of one key starts
     start, end = edge[:-1][word], edge[1:][word]
-    return start, end, np.searchsorted(_text_starts(texts), start, side='right') - 1
+    return start, end, np.searchsorted(text_starts(texts), start, side='right') - 1
 
 # %% ../nbs/03_extract.ipynb #b4f0398b
 WORD_SPLITS = ('whitespace', 'pretokenizer')
@@ -86,7 +86,7 @@ def split_words(texts:list, # the texts of a batch
     given, as_read = word_spans(texts), word_spans(read)  # the same whitespace words, before and after collapsing
     start, end, text = as_read if word_split == 'whitespace' else word_spans(read, pretokens(tokenizer, read))
     j = np.searchsorted(as_read[0], start, side='right') - 1; shift = given[0][j] - as_read[0][j]  # each word's whitespace word moved this far
-    joined, base, read_base = '\n'.join(read), _text_starts(texts)[text], _text_starts(read)[text]
+    joined, base, read_base = '\n'.join(read), text_starts(texts)[text], text_starts(read)[text]
     return TextWords(read, np.array([joined[a:b] for a, b in zip(start, end)], dtype=object), np.bincount(text, minlength=len(texts)),
                      start + shift - base, end + shift - base, start - read_base)
 

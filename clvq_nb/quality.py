@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np, pandas as pd, pyarrow as pa
 from .core import ClvqError, json_sha, sha256_file, write_folder
 from .assets import cache_dir, fetch
+from .extract import text_starts
 
 # %% auto #0
 __all__ = ['LABEL_FAMILIES', 'POLARITY', 'TAGGER_COMPONENTS', 'POS_NAMES', 'afinn_lexicon', 'load_tagger', 'align_spans',
@@ -107,7 +108,7 @@ def _write_labels(folder:Path, store, nlp, lexicon:dict, chunk:int, batch_size:i
     with pa.OSFile(str(folder/'labels.arrow'), 'wb') as f, pa.ipc.new_stream(f, schema) as w:
         for i, batch in enumerate(texts.iter(batch_size=chunk)):
             rows = slice(offsets[i * chunk], offsets[min((i + 1) * chunk, len(store))])
-            at = np.cumsum([0] + [len(t) + 1 for t in batch['text']])[sent[rows] - i * chunk]  # each word's text in the batch joined by '\n'
+            at = text_starts(batch['text'])[sent[rows] - i * chunk]  # each word's text in the batch joined by '\n'
             lt = label_texts(nlp, batch['text'], at + start[rows], at + end[rows], batch_size)
             cols = [pd.Index(POS_NAMES).get_indexer(lt['pos']).astype(np.int8), pd.Index(ent_names).get_indexer(lt['entity']).astype(np.int8),
                     valence(store.words[rows], lexicon), lt['exact']]
