@@ -3,6 +3,7 @@ import json, math, os, signal, subprocess, sys, time
 from html import escape
 from pathlib import Path
 import pandas as pd, pytest
+from clvq_nb.cli import main
 from clvq_nb.concepts import code_caption
 
 ENV = {**os.environ, 'TOKENIZERS_PARALLELISM': 'false', 'OMP_NUM_THREADS': '2', 'PYTHONUNBUFFERED': '1'}
@@ -125,11 +126,13 @@ def test_config_file_and_flags(tmp_path):
     (['finetune', '--prompt', '--model', 'smollm2', '--label-words', ' unwatchable', ' good'], "' unwatchable' ('Ġunw' + 'atch' + 'able') are several tokens"),
     (['finetune', '--prompt', '--model', 'smollm2', '--label-words', ' bad', ' good', ' meh'], "do not match the task's 2 classes"),
 ])
-def test_errors_are_one_line(tmp_path, args, message):
-    r = clvq(*args[:1], '--out', tmp_path, *args[1:], check=False)
-    assert r.returncode == 2, (r.returncode, r.stderr[-2000:])
-    lines = r.stderr.strip().splitlines()
-    assert lines[-1].startswith('clvq: error:') and message in lines[-1] and 'Traceback' not in r.stderr, r.stderr[-2000:]
+def test_errors_are_one_line(tmp_path, capsys, args, message):
+    "Each bad input stops before any work, so the command's `main` runs in this process (the console script's own exit path: `test_bad_config_file_key`)."
+    try: status = main([*args[:1], '--out', str(tmp_path), *args[1:]])
+    except SystemExit as e: status = e.code
+    err = capsys.readouterr().err
+    assert status == 2, (status, err[-2000:])
+    assert err.strip().splitlines()[-1].startswith('clvq: error:') and message in err.strip().splitlines()[-1] and 'Traceback' not in err, err[-2000:]
 
 def test_corpus_markup_is_escaped(tmp_path):
     "A corpus whose words hold markup and quotes, through `clvq run` (tiny BERT): the report and the attribution view show them as text."
