@@ -14,7 +14,7 @@ from fastcore.basics import patch
 from huggingface_hub import ModelHubMixin
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
-from .core import ClvqError, broadcast_tensor, default_device, rank_world, remove_stale, temp_path, write_json, writing
+from .core import ClvqError, broadcast_tensor, default_device, host_resolves, rank_world, remove_stale, temp_path, write_json, writing
 from .encoder import AdaptiveResidualEncoder, check_alpha
 from .quantizer import INIT_METHODS, VectorQuantizer, check_quantizer_options
 from .decoder import CrossLayerDecoder
@@ -369,9 +369,9 @@ def _from_pretrained(cls:CLVQVAE, *, model_id:str, revision=None, cache_dir=None
         if (path := _local_weights(Path(model_id))) is None:
             raise ClvqError(f"{model_id} holds no model.safetensors (nor model/ or run/best.safetensors): pass a folder written by save_pretrained or `clvq run`")
     else:
-        from huggingface_hub import hf_hub_download
+        from huggingface_hub import constants, hf_hub_download
         path = hf_hub_download(model_id, 'model.safetensors', revision=revision, cache_dir=cache_dir, force_download=force_download,
-                               local_files_only=local_files_only, token=token)
+                               local_files_only=local_files_only or not host_resolves(constants.ENDPOINT), token=token)  # offline: the cache, at once
     return load_checkpoint(path, device)[0]
 
 # %% ../nbs/07_clvq.ipynb #fc2e72aa

@@ -8,13 +8,14 @@ import errno, glob, hashlib, json, os, shutil, socket, uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlparse
 import numpy as np, torch
 import torch.distributed as dist
 
 # %% auto #0
 __all__ = ['ClvqError', 'temp_path', 'remove_stale', 'check_disk_full', 'writing', 'write_atomic', 'write_json', 'write_folder',
-           'short_sha', 'json_sha', 'sha256_file', 'default_device', 'as_vectors', 'check_device', 'rank_world',
-           'init_distributed', 'all_reduce_sum', 'broadcast_tensor', 'broadcast_object', 'on_rank0']
+           'short_sha', 'json_sha', 'sha256_file', 'default_device', 'as_vectors', 'check_device', 'host_resolves',
+           'rank_world', 'init_distributed', 'all_reduce_sum', 'broadcast_tensor', 'broadcast_object', 'on_rank0']
 
 # %% ../nbs/00_core.ipynb #cbb0ee6d
 class ClvqError(Exception):
@@ -139,6 +140,12 @@ def check_device(device:str|torch.device|None, # cpu, cuda, cuda:1, mps …; Non
         raise ClvqError(f"device {device!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s), numbered from 0")
     if dev.type == 'mps' and not torch.backends.mps.is_available(): raise ClvqError(f"device {device!r}: MPS is not available here; pass cpu")
     return dev
+
+# %% ../nbs/00_core.ipynb #2f086723
+def host_resolves(url:str) -> bool:
+    "True when the host of `url` resolves now (a network, or a local name); False at once without one."
+    try: socket.getaddrinfo(urlparse(url).hostname, 443); return True
+    except (OSError, UnicodeError): return False
 
 # %% ../nbs/00_core.ipynb #2f086723
 def rank_world() -> tuple[int, int]:

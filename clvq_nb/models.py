@@ -4,11 +4,10 @@
 
 # %% ../nbs/02_models.ipynb #b3e96d69
 from __future__ import annotations
-import json, math, shutil, socket, time, warnings
+import json, math, shutil, time, warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-from urllib.parse import urlparse
 import numpy as np, torch
 import transformers
 import huggingface_hub.constants as hub_constants
@@ -19,16 +18,16 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from transformers.modeling_outputs import SequenceClassifierOutput
 from tqdm.auto import tqdm
 import clvq_nb
-from .core import ClvqError, default_device, json_sha, sha256_file, short_sha, write_folder
+from .core import ClvqError, default_device, host_resolves, json_sha, sha256_file, short_sha, write_folder
 from .assets import cache_dir, fetch
 from .data import SPLITS, data_sha, load_task
 
 # %% auto #0
 __all__ = ['MODELS', 'TEXT', 'PROMPTS', 'PROBE', 'gguf_to_hf', 'smollm2_path', 'EmbeddedModel', 'model_path', 'is_decoder_only',
-           'hub_unreachable', 'load_config', 'prepend_bos', 'load_tokenizer', 'load_model', 'max_tokens', 'encode',
-           'collate', 'predict_logits', 'predict', 'finetune_key', 'train_classifier', 'accuracy', 'task_data',
-           'finetune', 'prompt_settings', 'prompt_tokenizer', 'label_token_ids', 'last_real_positions',
-           'PromptClassifier', 'check_prompt', 'prompt_model', 'load_prompt_classifier', 'prompt_classifier']
+           'load_config', 'prepend_bos', 'load_tokenizer', 'load_model', 'max_tokens', 'encode', 'collate',
+           'predict_logits', 'predict', 'finetune_key', 'train_classifier', 'accuracy', 'task_data', 'finetune',
+           'prompt_settings', 'prompt_tokenizer', 'label_token_ids', 'last_real_positions', 'PromptClassifier',
+           'check_prompt', 'prompt_model', 'load_prompt_classifier', 'prompt_classifier']
 
 # %% ../nbs/02_models.ipynb #852cf2e9
 def gguf_to_hf(gguf:Path, dest:Path) -> Path:
@@ -76,14 +75,9 @@ def is_decoder_only(config:transformers.PretrainedConfig) -> bool:
     return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 # %% ../nbs/02_models.ipynb #9195f4bb
-def hub_unreachable() -> bool:
-    "True when the Hugging Face hub's host does not resolve now (no network): hub ids are then read from the local cache only."
-    try: socket.getaddrinfo(urlparse(hub_constants.ENDPOINT).hostname, 443); return False
-    except OSError: return True
-
 def load_config(name_or_path:str|Path) -> transformers.PretrainedConfig:
     "The config of a registry name, local folder or hub id; one clear error for an unknown one, at once when offline."
-    where = model_path(name_or_path); offline = isinstance(where, str) and hub_unreachable()  # without this, offline means minutes of retries
+    where = model_path(name_or_path); offline = isinstance(where, str) and not host_resolves(hub_constants.ENDPOINT)  # offline, the hub's retries would come first
     try: return AutoConfig.from_pretrained(where, local_files_only=offline)
     except (OSError, ValueError) as e:
         why = f"{hub_constants.ENDPOINT} cannot be reached now and it is not in the local cache" if offline else (str(e).strip().splitlines() or [''])[0][:150]
