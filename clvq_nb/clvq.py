@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import nn
 from fastcore.basics import patch
-from huggingface_hub import ModelHubMixin
+from huggingface_hub import ModelHubMixin, constants as hub_constants
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from .core import ClvqError, broadcast_tensor, default_device, host_resolves, rank_world, remove_stale, temp_path, write_json, writing
@@ -369,9 +369,9 @@ def _from_pretrained(cls:CLVQVAE, *, model_id:str, revision=None, cache_dir=None
         if (path := _local_weights(Path(model_id))) is None:
             raise ClvqError(f"{model_id} holds no model.safetensors (nor model/ or run/best.safetensors): pass a folder written by save_pretrained or `clvq run`")
     else:
-        from huggingface_hub import constants, hf_hub_download
+        from huggingface_hub import hf_hub_download
         path = hf_hub_download(model_id, 'model.safetensors', revision=revision, cache_dir=cache_dir, force_download=force_download,
-                               local_files_only=local_files_only or not host_resolves(constants.ENDPOINT), token=token)  # offline: the cache, at once
+                               local_files_only=local_files_only, token=token)
     return load_checkpoint(path, device)[0]
 
 # %% ../nbs/07_clvq.ipynb #fc2e72aa
@@ -381,6 +381,7 @@ _mixin_from_pretrained = ModelHubMixin.from_pretrained.__func__
 def from_pretrained(cls:CLVQVAE, name_or_path:str|Path, # a folder (save_pretrained's or a `clvq run` folder) or a hub id
                     device=None, **kwargs) -> CLVQVAE: # in eval mode
     "A shared CLVQ-VAE, from a folder or the Hugging Face hub."
+    if not Path(name_or_path).exists() and not host_resolves(hub_constants.ENDPOINT): kwargs['local_files_only'] = True  # offline: the cache, at once
     try: return _mixin_from_pretrained(cls, name_or_path, device=device, **kwargs)
     except ClvqError: raise
     except Exception as e:
