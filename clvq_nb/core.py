@@ -141,7 +141,7 @@ def check_device(device:str|torch.device|None, # cpu, cuda, cuda:1, mps …; Non
     if dev.type == 'mps' and not torch.backends.mps.is_available(): raise ClvqError(f"device {device!r}: MPS is not available here; pass cpu")
     return dev
 
-# %% ../nbs/00_core.ipynb #2f086723
+# %% ../nbs/00_core.ipynb #29858c57
 def host_resolves(url:str) -> bool:
     "True when the host of `url` resolves now (a network, or a local name); False at once without one."
     try: socket.getaddrinfo(urlparse(url).hostname, 443); return True
