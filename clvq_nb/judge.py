@@ -180,10 +180,10 @@ def local_judge(model:str='smollm2', # embedded name (see `clvq_nb.models.MODELS
                 device=None, **kwargs) -> LocalChat: # kwargs: `LocalChat`'s options
     "The in-process judge: an instruct model loaded as a causal LM with its chat template."
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from clvq_nb.models import model_path
+    from clvq_nb.models import hub_options, model_path
     path = model_path(model)
-    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).to(device or 'cpu')
-    return LocalChat(lm, AutoTokenizer.from_pretrained(path), str(model), **kwargs)
+    lm = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, **hub_options(path)).to(device or 'cpu')
+    return LocalChat(lm, AutoTokenizer.from_pretrained(path, **hub_options(path)), str(model), **kwargs)
 
 # %% ../nbs/16a_llm_judge.ipynb #49dcfc37
 @patch

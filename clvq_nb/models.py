@@ -24,10 +24,10 @@ from .data import SPLITS, data_sha, load_task
 
 # %% auto #0
 __all__ = ['MODELS', 'TEXT', 'PROMPTS', 'PROBE', 'gguf_to_hf', 'smollm2_path', 'EmbeddedModel', 'model_path', 'is_decoder_only',
-           'load_config', 'prepend_bos', 'load_tokenizer', 'load_model', 'max_tokens', 'encode', 'collate',
-           'predict_logits', 'predict', 'finetune_key', 'train_classifier', 'accuracy', 'task_data', 'finetune',
-           'prompt_settings', 'prompt_tokenizer', 'label_token_ids', 'last_real_positions', 'PromptClassifier',
-           'check_prompt', 'prompt_model', 'load_prompt_classifier', 'prompt_classifier']
+           'hub_options', 'load_config', 'prepend_bos', 'load_tokenizer', 'load_model', 'max_tokens', 'encode',
+           'collate', 'predict_logits', 'predict', 'finetune_key', 'train_classifier', 'accuracy', 'task_data',
+           'finetune', 'prompt_settings', 'prompt_tokenizer', 'label_token_ids', 'last_real_positions',
+           'PromptClassifier', 'check_prompt', 'prompt_model', 'load_prompt_classifier', 'prompt_classifier']
 
 # %% ../nbs/02_models.ipynb #852cf2e9
 def gguf_to_hf(gguf:Path, dest:Path) -> Path:
@@ -75,12 +75,16 @@ def is_decoder_only(config:transformers.PretrainedConfig) -> bool:
     return config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and config.model_type not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 # %% ../nbs/02_models.ipynb #9195f4bb
+def hub_options(where:Path|str) -> dict:
+    "`from_pretrained` options for what `model_path` gave: a hub id is read from the local cache only while the hub's host does not resolve."
+    return {'local_files_only': True} if isinstance(where, str) and not host_resolves(hub_constants.ENDPOINT) else {}  # offline, the client would retry first
+
 def load_config(name_or_path:str|Path) -> transformers.PretrainedConfig:
     "The config of a registry name, local folder or hub id; one clear error for an unknown one, at once when offline."
-    where = model_path(name_or_path); offline = isinstance(where, str) and not host_resolves(hub_constants.ENDPOINT)  # offline, the hub's retries would come first
-    try: return AutoConfig.from_pretrained(where, local_files_only=offline)
+    where = model_path(name_or_path); hub = hub_options(where)
+    try: return AutoConfig.from_pretrained(where, **hub)
     except (OSError, ValueError) as e:
-        why = f"{hub_constants.ENDPOINT} cannot be reached now and it is not in the local cache" if offline else (str(e).strip().splitlines() or [''])[0][:150]
+        why = f"{hub_constants.ENDPOINT} cannot be reached now and it is not in the local cache" if hub else (str(e).strip().splitlines() or [''])[0][:150]
         raise ClvqError(f"unknown model {str(name_or_path)!r}: not an embedded model ({', '.join(MODELS)}), a local model folder, "
                         f"or a hub id that can be downloaded now ({why})") from None
 
@@ -101,7 +105,7 @@ def prepend_bos(tok) -> bool:
 def load_tokenizer(name_or_path:str|Path, # registry name, local folder or hub id
                    config:transformers.PretrainedConfig|None=None) -> transformers.PreTrainedTokenizerBase: # its config, if loaded
     "The model's fast tokenizer: padding on the right, and a decoder-only model's texts start with BOS (see below)."
-    tok = AutoTokenizer.from_pretrained(model_path(name_or_path))
+    tok = AutoTokenizer.from_pretrained(where := model_path(name_or_path), **hub_options(where))
     if tok.pad_token is None: tok.pad_token = tok.eos_token
     tok.padding_side = 'right'
     if is_decoder_only(config or load_config(name_or_path)): prepend_bos(tok)
@@ -116,8 +120,8 @@ def load_model(name_or_path:str|Path='minilm', # registry name (see `MODELS`), l
     config, path = load_config(name_or_path), model_path(name_or_path)
     _check_head(config, num_labels, str(name_or_path))
     tok = load_tokenizer(name_or_path, config)
-    if num_labels: model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, pad_token_id=tok.pad_token_id)
-    else: model = AutoModel.from_pretrained(path)
+    if num_labels: model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels, pad_token_id=tok.pad_token_id, **hub_options(path))
+    else: model = AutoModel.from_pretrained(path, **hub_options(path))
     model.config.pad_token_id = tok.pad_token_id
     return model.to(device or default_device()).eval(), tok
 
@@ -362,7 +366,7 @@ def check_prompt(model:str|Path, # registry name, local folder or hub id
 def prompt_model(model:str|Path, template:str, words:list, names:list, device=None) -> tuple: # (PromptClassifier in eval mode, its tokenizer)
     "The causal LM `model` as a `PromptClassifier`, once `check_prompt` passes."
     tok, ids = check_prompt(model, template, words)
-    lm = AutoModelForCausalLM.from_pretrained(model_path(model)); lm.config.pad_token_id = tok.pad_token_id
+    lm = AutoModelForCausalLM.from_pretrained(where := model_path(model), **hub_options(where)); lm.config.pad_token_id = tok.pad_token_id
     return PromptClassifier(lm, ids, names).to(device or default_device()).eval(), tok
 
 def load_prompt_classifier(folder:str|Path, num_labels:int|None=None, device=None) -> tuple:

@@ -132,7 +132,8 @@ def test_errors_are_one_line(tmp_path, capsys, args, message):
     except SystemExit as e: status = e.code
     err = capsys.readouterr().err
     assert status == 2, (status, err[-2000:])
-    assert err.strip().splitlines()[-1].startswith('clvq: error:') and message in err.strip().splitlines()[-1] and 'Traceback' not in err, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith('clvq: error:') and message in last and 'Traceback' not in err, err[-2000:]
 
 def test_corpus_markup_is_escaped(tmp_path):
     "A corpus whose words hold markup and quotes, through `clvq run` (tiny BERT): the report and the attribution view show them as text."
