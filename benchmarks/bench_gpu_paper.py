@@ -13,7 +13,9 @@ word (Integrated Gradients), and measure the CLVQ-VAE by the fair table's probe 
     python benchmarks/bench_gpu_paper.py --settings minilm --epochs 1 --out /tmp/check.csv   # a quick look
 
 Appends one row per (setting, seed, device) to benchmarks/results/gpu_paper.csv; rows already there are skipped, and
-every stage is cached (`CLVQ_CACHE`), so an interrupted run resumes. Needs ../shared/data/eraser-movie (or --release).
+every stage is cached (`CLVQ_CACHE`), so an interrupted run resumes. A stage's seconds time this call: a stage the cache
+already held (a later seed's classifier, stores and salient words; a run trained before) is timed as a read, while
+`epoch_s` always comes from the run's own history, i.e. from when it trained. Needs ../shared/data/eraser-movie (or --release).
 """
 import argparse, platform, time
 from pathlib import Path
@@ -67,9 +69,9 @@ if __name__ == '__main__':
     a = ap.parse_args(); device = check_device(a.device)
     for seed in a.seeds:
         for setting in a.settings:
-            done = pd.read_csv(a.out) if a.out.exists() else pd.DataFrame(columns=KEY)
-            if (setting, seed, device.type, a.epochs or 0) in set(done[KEY].itertuples(index=False, name=None)): continue
+            done = pd.read_csv(a.out) if a.out.exists() else None
+            if done is not None and (setting, seed, device.type, a.epochs or 0) in set(done[KEY].itertuples(index=False, name=None)): continue
             row = measure(setting, seed, device, a.release, a.epochs)
             print({k: row[k] for k in ('setting', 'seed', 'device', 'finetune_s', 'extract_s', 'train_s', 'epoch_s', 'val_fvu', 'val_ridge_fvu',
                                       'code_ratio', 'iv_perturbed_drop', 'iv_matched_code_drop')}, flush=True)
-            write_atomic(a.out, pd.concat([done, pd.DataFrame([row])]).to_csv(index=False))
+            write_atomic(a.out, pd.concat([d for d in (done, pd.DataFrame([row])) if d is not None]).to_csv(index=False))
