@@ -22,16 +22,17 @@ from pathlib import Path
 import numpy as np, pandas as pd, torch
 from clvq_nb.core import check_device, write_atomic
 from clvq_nb.models import finetune, load_model
-from clvq_nb.sweeps import eraser_stores, faithfulness_row, run_dir, sweep_config
+from clvq_nb.sweeps import EXPERIMENTS, eraser_stores, faithfulness_row, run_dir, sweep_config
 from clvq_nb.faithfulness import cached_saliency
 from clvq_nb.baselines import VQConcepts
 from clvq_nb.train import train
 
 ROOT = Path(__file__).resolve().parents[1]
-# name: (model, layer pair, layers its stores hold, fine-tuning options); MiniLM's stores are notebook 13's (`EXPERIMENTS['minilm_eraser']`),
-# so that its CPU runs are read from the cache
+# name: (model, layer pair, layers its stores hold, fine-tuning options); MiniLM's are notebook 13's ERASER setting's, so that
+# its CPU runs are read from the cache
+_minilm = EXPERIMENTS['minilm_eraser']
 SETTINGS = {'mpnet': ('mpnet', (8, 12), (8, 12), {}), 'smollm2': ('smollm2', (20, 30), (20, 30), dict(lr=5e-5, max_train=800)),
-            'minilm': ('minilm', (4, 6), (0, 2, 4, 6), {})}
+            'minilm': (_minilm.model, _minilm.pair, _minilm.layers, _minilm.finetune_options)}
 KEY = ['setting', 'seed', 'device', 'epochs_asked']
 
 def timed(on, fn, *args, **kwargs):
